@@ -1,0 +1,1 @@
+"""littune: LiT, Locked-image Text tuning."""

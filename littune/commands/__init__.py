@@ -1,0 +1,1 @@
+"""Sub-commands beyond ``towers``; each module registers itself with ``cli.command``."""

@@ -1,0 +1,55 @@
+"""Typed configs for the two towers; ``build()`` makes the tower with its lock applied.
+
+The lock is one visible field per tower (``lock: L``), as in big_vision's configs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .image import ImageTower, create_image_tower
+from .text import TextTower, create_text_tower
+
+
+@dataclass
+class ImageTowerConfig:
+    name: str = "efficientnet_lite0"  # registry name: efficientnet_lite0, timm:<model>, hf:<name-or-path>
+    lock: str = "L"  # L locked pre-trained | U unlocked pre-trained | u unlocked random init
+    locked_blocks: int = 0  # with U/u: lock the lowest N layer groups (middle ground between L and U)
+    lr_mult: float = 1.0  # learning-rate multiplier for this tower's trainable parameters
+    pretrained: bool = True  # False: random init even for L/U (tests, timing)
+    checkpoint: Optional[str] = None  # local weights file instead of the source's own weights
+    allow_partial: bool = False  # accept a checkpoint that only partly fits (lists what is missing)
+    head: str = "none"  # none (paper's best) | linear: a trainable head on the image features
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
+
+    def build(self) -> ImageTower:
+        return create_image_tower(self.name, pretrained=self.pretrained, checkpoint=self.checkpoint,
+                                  lock=self.lock, locked_blocks=self.locked_blocks,
+                                  allow_partial=self.allow_partial, **self.kwargs)
+
+
+@dataclass
+class TextTowerConfig:
+    name: str = "minilm"  # scratch | minilm | hf:<name-or-path>
+    lock: str = "U"
+    locked_blocks: int = 0
+    lr_mult: float = 1.0
+    pretrained: bool = True
+    pooling: str = "mean"  # first | last | mean | max | attention (scratch only)
+    context_length: int = 32
+    # scratch only:
+    tokenizer: str = "minilm"  # minilm (packaged vocabulary) | train (on the captions) | path to tokenizer.json
+    vocab_size: int = 8192  # when tokenizer=train
+    width: int = 256
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+
+    def build(self, tokenizer: Any = None) -> TextTower:
+        kw: dict[str, Any] = dict(pooling=self.pooling, context_length=self.context_length)
+        if self.name == "scratch":
+            kw.update(tokenizer=tokenizer or self.tokenizer, width=self.width, depth=self.depth,
+                      heads=self.heads, mlp_ratio=self.mlp_ratio)
+        return create_text_tower(self.name, pretrained=self.pretrained, lock=self.lock,
+                                 locked_blocks=self.locked_blocks, **kw)

@@ -1,0 +1,40 @@
+"""What ``littune towers`` shows: registry entries with embedding size and default preprocessing.
+
+Families (``timm:*``, ``hf:*``) take both from each model's own config, so they are described in
+words; the packaged default is described exactly (from timm's config, without loading weights).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+FAMILY_NOTES = {
+    "timm:*": ("model's num_features", "from the model's timm pretrained_cfg"),
+    "hf:*": ("config.hidden_size", "from the model's preprocessor_config.json"),
+}
+
+
+def describe_registered(image: list[dict[str, Any]], text: list[dict[str, Any]]) -> dict[str, Any]:
+    out_image = []
+    for t in image:
+        t = dict(t)
+        if t["name"] in FAMILY_NOTES:
+            t["embed_dim"], t["preprocess"] = FAMILY_NOTES[t["name"]]
+        elif t["name"] == "efficientnet_lite0":
+            import timm
+
+            from .preprocess import Preprocess
+
+            model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+            t["preprocess"] = Preprocess.from_timm(model).to_dict()
+        out_image.append(t)
+    out_text = [dict(t) for t in text]
+    for t in out_text:
+        t.setdefault("embed_dim", {"scratch": "width (default 256)", "hf:*": "config.hidden_size"}.get(t["name"]))
+    return {"image": out_image, "text": out_text}
+
+
+def format_preprocess(pre: Any) -> str:
+    if isinstance(pre, dict):
+        return (f"{pre['input_size']}px, crop {pre['crop_pct']}, {pre['interpolation']}, "
+                f"mean {tuple(pre['mean'])}, std {tuple(pre['std'])}")
+    return str(pre or "")

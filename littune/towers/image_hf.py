@@ -1,0 +1,67 @@
+"""Image towers from Hugging Face transformers: ViT, DINOv2, CLIP/SigLIP vision, ResNet, ConvNeXt.
+
+``hf:<hub-name-or-local-folder>``. A full CLIP or SigLIP checkpoint contributes its vision model.
+The embedding is the model's pooled output where it is a pre-logits feature (DINOv2, CLIP, SigLIP,
+ResNet, ConvNeXt) and the final-norm CLS token for ViT (whose pooler adds an untrained tanh layer).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import load_into, read_state_dict
+from .image import IMAGE_TOWERS, ImageTower
+from .preprocess import Preprocess
+
+_CLS_TOKEN_MODELS = {"vit", "deit", "beit"}
+
+
+def _vision_part(model: nn.Module) -> nn.Module:
+    return getattr(model, "vision_model", model)
+
+
+class HFImageTower(ImageTower):
+    def __init__(self, model: nn.Module, name: str, preprocess: Preprocess):
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.preprocess = preprocess
+        cfg = model.config
+        self.model_type = cfg.model_type
+        self.embed_dim = int(getattr(cfg, "hidden_size", None) or cfg.hidden_sizes[-1])
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixels)
+        if self.model_type in _CLS_TOKEN_MODELS or getattr(out, "pooler_output", None) is None:
+            hidden = out.last_hidden_state  # (B, T, D) or (B, C, H, W)
+            return hidden[:, 0] if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
+        return out.pooler_output.flatten(1)  # (B, D) or (B, C, 1, 1) -> (B, C)
+
+    def layer_groups(self) -> list[nn.Module]:
+        embeddings = getattr(self.model, "embeddings", None) or getattr(self.model, "embedder", None)
+        encoder = self.model.encoder
+        layers = next(m for m in encoder.children() if isinstance(m, nn.ModuleList))
+        return ([embeddings] if embeddings is not None else []) + list(layers)
+
+
+@IMAGE_TOWERS.register("hf", takes_spec=True,
+                       description="transformers vision encoder: hf:<hub name or local folder>")
+def _hf(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+        allow_partial: bool = False, **kwargs: Any) -> HFImageTower:
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    config = AutoConfig.from_pretrained(spec)
+    if pretrained and checkpoint is None:
+        model = AutoModel.from_pretrained(spec, **kwargs)
+    else:
+        model = AutoModel.from_config(config)
+    model = _vision_part(model)
+    if checkpoint:
+        load_into(model, read_state_dict(checkpoint), source=checkpoint, allow_partial=allow_partial)
+    try:
+        processor = AutoImageProcessor.from_pretrained(spec)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"hf:{spec} has no image processor config (preprocessor_config.json): {e}") from e
+    return HFImageTower(model.eval(), f"hf:{spec}", Preprocess.from_hf(processor))

