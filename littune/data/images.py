@@ -1,0 +1,202 @@
+"""Safe image decoding with an explicit bad-input policy.
+
+Web-scale image-text data always contains broken files: missing, empty, truncated downloads,
+HTML error pages saved as ``.jpg``, decompression bombs. ``load_image`` turns every such case
+into a ``BadImage`` exception with a short machine-friendly ``reason``, so a data pipeline can
+skip the item and record it in a ``BadInputLog`` instead of crashing or training on garbage.
+
+What a successful ``load_image`` returns is always a fully decoded 8-bit RGB ``PIL.Image``:
+EXIF orientation applied, first frame of animations, alpha composited on white, 16-bit greyscale
+scaled (not clipped) to 8 bits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "DEFAULT_MAX_PIXELS"]
+
+# Same default as PIL's own ``Image.MAX_IMAGE_PIXELS`` (about 9.5k x 9.5k).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+# Reasons used by ``BadImage``; kept as constants so callers can compare without typos.
+MISSING = "missing"
+EMPTY = "empty file"
+TRUNCATED = "truncated"
+NOT_AN_IMAGE = "not an image"
+BOMB = "decompression bomb"
+UNREADABLE = "unreadable"
+
+
+class BadImage(Exception):
+    """An image that cannot be used. ``reason`` is a short tag such as "truncated"."""
+
+    def __init__(self, reason: str, name: str, detail: str = "") -> None:
+        self.reason = reason
+        self.name = name
+        self.detail = detail
+        message = f"{name}: {reason}"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(message)
+
+
+def load_image(
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Image.Image:
+    """Decode ``source`` (a file path or encoded bytes) into a fully loaded RGB image.
+
+    Raises ``BadImage`` for anything unusable; never returns a half-decoded image.
+    ``name`` is used in error messages (defaults to the path, or "<bytes>").
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = name or "<bytes>"
+        data = bytes(source)
+    else:
+        label = name or str(source)
+        data = _read_file(Path(source), label)
+    if not data:
+        raise BadImage(EMPTY, label)
+
+    try:
+        image = _decode(data, max_pixels, label)
+        return _to_rgb(image, label)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL's own global limit (or warnings-as-errors) tripped before ours could.
+        raise BadImage(BOMB, label, str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise BadImage(NOT_AN_IMAGE, label) from exc
+    except Exception as exc:
+        # PIL reports truncation as OSError ("image file is truncated", "Truncated File Read").
+        # Broken files make PIL's plugins raise almost anything (OSError, SyntaxError,
+        # struct.error, IndexError, ...), so everything else is lumped into "unreadable".
+        reason = TRUNCATED if "truncated" in str(exc).lower() else UNREADABLE
+        raise BadImage(reason, label, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _read_file(path: Path, label: str) -> bytes:
+    """Read the whole file; decoding from memory means no file handle outlives the call."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BadImage(MISSING, label) from exc
+    except OSError as exc:  # a directory, permission denied, I/O error...
+        raise BadImage(UNREADABLE, label, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _decode(data: bytes, max_pixels: int, label: str) -> Image.Image:
+    """Open, check the header's size against ``max_pixels``, then decode the first frame."""
+    image = Image.open(io.BytesIO(data))
+    # Image.open only parses the header: reject bombs before allocating their pixels.
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImage(BOMB, label, f"{width}x{height} > max_pixels={max_pixels}")
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    # .load() decodes everything now; with LOAD_TRUNCATED_IMAGES left False (we never touch
+    # it) a truncated file raises here instead of returning grey padding.
+    image.load()
+    return image
+
+
+def _to_rgb(image: Image.Image, label: str) -> Image.Image:
+    """Orientation, then mode conversion to 8-bit RGB."""
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _high_depth_to_rgb(image)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    try:
+        # Covers 1, L, P, CMYK, YCbCr, HSV.
+        return image.convert("RGB")
+    except ValueError as exc:  # e.g. LAB has no direct conversion
+        raise BadImage(UNREADABLE, label, f"unsupported mode {mode}") from exc
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float greyscale to 8 bits by range, never by clipping.
+
+    PIL's own ``convert("L")`` clips I;16 values at 255, which turns most 16-bit photos white.
+    """
+    values = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16") or (values.min() >= 0 and values.max() <= 65535 and image.mode == "I"):
+        scaled = values / 257.0  # 65535 -> 255 exactly
+    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
+        scaled = values * 255.0
+    else:  # unknown range: stretch min..max
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One skipped item: its key, where it came from, why, and a human detail line."""
+
+    key: str
+    path: str
+    reason: str
+    detail: str = ""
+
+
+class BadInputLog:
+    """Collects skipped items and writes a report (TSV, or JSONL by file extension)."""
+
+    def __init__(self) -> None:
+        self.items: list[BadInput] = []
+
+    def add(self, key: str, path: str, reason: str, detail: str = "") -> None:
+        self.items.append(BadInput(str(key), str(path), reason, detail))
+
+    def add_error(self, key: str, path: str, error: BadImage) -> None:
+        """Record a ``BadImage`` raised while loading ``path``."""
+        self.add(key, path, error.reason, str(error))
+
+    def counts(self) -> dict[str, int]:
+        """Number of skipped items per reason, most frequent first."""
+        return dict(Counter(item.reason for item in self.items).most_common())
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the report. A directory gets ``bad_inputs.tsv``; ``*.jsonl`` writes JSON lines.
+
+        Returns the file written.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / "bad_inputs.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # backslashreplace: keys read from non-UTF-8 files carry surrogate escapes.
+        with path.open("w", encoding="utf-8", errors="backslashreplace", newline="") as out:
+            if path.suffix == ".jsonl":
+                for item in self.items:
+                    out.write(json.dumps(asdict(item), ensure_ascii=False) + "\n")
+            else:
+                writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+                writer.writerow(["key", "path", "reason", "detail"])
+                writer.writerows([item.key, item.path, item.reason, item.detail] for item in self.items)
+        return path

@@ -1,0 +1,120 @@
+"""Retrieval metrics: exact toy answers, chunked == full reference, multi-caption protocol."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from littune.evaluate.retrieval import retrieval_metrics, retrieval_metrics_full
+
+# Trick for exact toy cases: with text_emb = identity (M x M), image_emb @ text_emb.T is
+# image_emb itself, so each image row IS its row of the similarity matrix (ties included).
+TOY_SCORES = torch.tensor(
+    [
+        # captions: 0    1    2    3    4    5   (owners 0,0,1,1,2,2)
+        [0.9, 0.1, 0.8, 0.7, 0.0, 0.0],  # img0: best own 0.9 beats all -> rank 0
+        [0.9, 0.8, 0.5, 0.7, 0.6, 0.0],  # img1: best own 0.7, two negatives above -> rank 2
+        [0.5, 0.5, 0.5, 0.5, 0.5, 0.4],  # img2: best own 0.5 ties with negatives -> rank 0
+    ]
+)
+TOY_OWNERS = torch.tensor([0, 0, 1, 1, 2, 2])
+
+
+@pytest.mark.parametrize("fn", [retrieval_metrics, retrieval_metrics_full])
+def test_toy_exact_values(fn):
+    m = fn(TOY_SCORES, torch.eye(6), TOY_OWNERS, ks=(1, 2, 3))
+    # image->text ranks (1-based) [1, 3, 1]
+    assert m["i2t_r1"] == pytest.approx(2 / 3)
+    assert m["i2t_r2"] == pytest.approx(2 / 3)
+    assert m["i2t_r3"] == 1.0
+    assert m["i2t_medr"] == 1.0
+    # text->image: columns of TOY_SCORES vs own image; ranks (1-based) [1, 3, 2, 1, 2, 1]
+    assert m["t2i_r1"] == pytest.approx(3 / 6)
+    assert m["t2i_r2"] == pytest.approx(5 / 6)
+    assert m["t2i_r3"] == 1.0
+    assert m["t2i_medr"] == 1.5
+    assert (m["n_images"], m["n_texts"]) == (3, 6)
+
+
+def test_default_keys_and_perfect_match():
+    emb = F.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    m = retrieval_metrics(emb, emb.clone(), torch.arange(20))
+    for d in ("i2t", "t2i"):
+        for k in (1, 5, 10):
+            assert m[f"{d}_r{k}"] == 1.0
+        assert m[f"{d}_medr"] == 1.0
+
+
+def test_chance_level_when_text_is_unrelated():
+    g = torch.Generator().manual_seed(1)
+    img = F.normalize(torch.randn(400, 64, generator=g), dim=1)
+    txt = F.normalize(torch.randn(400, 64, generator=g), dim=1)
+    m = retrieval_metrics(img, txt, torch.arange(400), ks=(1, 40))
+    assert m["t2i_r1"] < 0.02 and m["i2t_r1"] < 0.02
+    assert 0.05 < m["t2i_r40"] < 0.16  # chance is 40/400 = 0.1
+
+
+def _random_problem(n, per_image, d, seed, integer=False):
+    g = torch.Generator().manual_seed(seed)
+    owners = torch.arange(n).repeat_interleave(per_image)
+    owners = owners[torch.randperm(len(owners), generator=g)]  # captions in random order
+    if integer:
+        # Small integers: many exact ties, and float32 dot products are exact.
+        img = torch.randint(-2, 3, (n, d), generator=g).float()
+        txt = torch.randint(-2, 3, (len(owners), d), generator=g).float()
+    else:
+        img = F.normalize(torch.randn(n, d, generator=g), dim=1)
+        # Captions correlated with their image so recalls are neither 0 nor 1.
+        txt = F.normalize(img[owners] + 1.5 * torch.randn(len(owners), d, generator=g), dim=1)
+    return img, txt, owners
+
+
+@pytest.mark.parametrize("integer", [False, True], ids=["continuous", "ties"])
+def test_chunked_equals_full(integer):
+    img, txt, owners = _random_problem(n=53, per_image=5, d=6 if integer else 32, seed=3, integer=integer)
+    ks = (1, 5, 10)
+    ref = retrieval_metrics_full(img, txt, owners, ks=ks)
+    assert 0.0 < ref["i2t_r1"] < 1.0 and 0.0 < ref["t2i_r1"] < 1.0
+    for chunk in (1, 7, 50, 53, 64, 1024):  # includes sizes that do not divide N or M
+        assert retrieval_metrics(img, txt, owners, ks=ks, chunk_size=chunk) == ref, chunk
+
+
+def test_multi_caption_protocol_against_brute_force():
+    """i2t hit at K iff ANY own caption is in the top K; t2i hit iff own image in top K."""
+    img, txt, owners = _random_problem(n=30, per_image=5, d=16, seed=4)
+    sim = (img @ txt.T).numpy()  # continuous scores: no ties
+    k = 5
+    i2t = np.mean([bool(set(np.argsort(-sim[i])[:k]) & set(np.flatnonzero(owners.numpy() == i)))
+                   for i in range(30)])
+    t2i = np.mean([owners[j].item() in set(np.argsort(-sim[:, j])[:k]) for j in range(150)])
+    m = retrieval_metrics(img, txt, owners, ks=(k,), chunk_size=8)
+    assert m["i2t_r5"] == pytest.approx(i2t)
+    assert m["t2i_r5"] == pytest.approx(t2i)
+    # Five chances per image make image->text easier than text->image here.
+    assert m["i2t_r5"] > m["t2i_r5"]
+
+
+def test_half_precision_inputs_are_accepted():
+    img, txt, owners = _random_problem(n=20, per_image=2, d=8, seed=5)
+    m16 = retrieval_metrics(img.half(), txt.half(), owners)
+    assert set(m16) == set(retrieval_metrics(img, txt, owners))
+
+
+def test_errors_name_the_problem():
+    img, txt = torch.eye(3), torch.eye(3)
+    with pytest.raises(ValueError, match="outside the 3 images"):
+        retrieval_metrics(img, txt, torch.tensor([0, 1, 3]))
+    with pytest.raises(ValueError, match="outside"):
+        retrieval_metrics(img, txt, torch.tensor([0, -1, 2]))
+    with pytest.raises(ValueError, match="no caption"):
+        retrieval_metrics(img, txt, torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="one entry per text"):
+        retrieval_metrics(img, txt, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="dims differ"):
+        retrieval_metrics(img, torch.eye(3, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="integer"):
+        retrieval_metrics(img, txt, torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="chunk_size"):
+        retrieval_metrics(img, txt, torch.arange(3), chunk_size=0)
+    with pytest.raises(ValueError, match="ks"):
+        retrieval_metrics(img, txt, torch.arange(3), ks=(0,))
