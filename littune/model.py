@@ -91,7 +91,7 @@ class LiTModel(nn.Module):
 
     @property
     def temperature(self) -> float:
-        return float(self.logit_scale.exp())
+        return float(self.logit_scale.detach().exp())
 
     def fingerprints(self) -> dict[str, str]:
         return {"image": self.image.fingerprint(), "text": self.text.fingerprint()}

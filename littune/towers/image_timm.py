@@ -6,11 +6,12 @@ timm's maintained ``tf_efficientnet_lite0``, whose parameters match them one-to-
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import timm
 import torch
-from timm.models import group_modules
+from timm.models._manipulate import group_with_matcher
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
@@ -18,10 +19,25 @@ from .image import IMAGE_TOWERS, ImageTower
 from .preprocess import Preprocess
 
 
+class _Group(nn.ModuleList):
+    """A layer group: its modules plus parameters owned directly by the model (e.g. pos_embed)."""
+
+    def __init__(self, modules: list[nn.Module], loose: list[nn.Parameter]):
+        super().__init__(modules)
+        self._loose = loose  # a plain list: not registered, so never counted twice
+
+    def requires_grad_(self, requires_grad: bool = True) -> "_Group":
+        super().requires_grad_(requires_grad)
+        for p in self._loose:
+            p.requires_grad_(requires_grad)
+        return self
+
+
 class TimmImageTower(ImageTower):
     def __init__(self, model: nn.Module, name: str, preprocess: Preprocess | None = None):
         super().__init__()
-        self.model = model
+        # channels-last memory layout: about 1.8x faster convolutions on CPU, same weights.
+        self.model = model.to(memory_format=torch.channels_last)
         self.name = name
         self.embed_dim = int(model.num_features if not hasattr(model, "head_hidden_size")
                              else model.head_hidden_size)
@@ -29,7 +45,8 @@ class TimmImageTower(ImageTower):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         # (B,3,H,W) -> (B,D): pooled, pre-logits (after the final norm, before the classifier)
-        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+        x = pixels.contiguous(memory_format=torch.channels_last)
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """The original classifier's logits (to check that pre-trained weights are right)."""
@@ -37,15 +54,31 @@ class TimmImageTower(ImageTower):
             return self.model(pixels)
 
     def layer_groups(self) -> list[nn.Module]:
-        # timm's own coarse grouping: stem, then blocks/stages; the classifier group is left out.
-        groups = group_modules(self.model, self.model.group_matcher(coarse=True))
+        # timm's own coarse grouping: stem, then blocks/stages; the classifier is left out.
+        # Each group holds whole modules (so dropout / drop-path inside a locked block go to eval
+        # too) and the parameters held by the model itself (ViT's cls_token and pos_embed, stem).
         head = set(self._classifier_names())
-        out = []
-        for names in groups.values():
-            names = [n for n in names if n.split(".")[0] not in head]
-            if names:
-                out.append(nn.ModuleList([self.model.get_submodule(n) for n in names]))
-        return out
+        modules = {n: m for n, m in self.model.named_modules() if n and n.split(".")[0] not in head}
+        loose = {n: p for n, p in self.model.named_parameters(recurse=False) if n not in head}
+        gid = group_with_matcher(iter([*modules.items(), *loose.items()]),
+                                 self.model.group_matcher(coarse=True), reverse=True)
+        spans = {n: {gid[n]} for n in modules}  # the groups found in each module's subtree
+        for n in sorted(modules, key=lambda k: -k.count(".")):
+            parent = n.rpartition(".")[0]
+            if parent in spans:
+                spans[parent] |= spans[n]
+        groups: dict[int, tuple[list, list]] = {}
+        covered: set[str] = set()
+        for n, m in modules.items():  # parents come before their children
+            if n.rpartition(".")[0] in covered:
+                covered.add(n)
+            elif len(spans[n]) == 1:  # the whole subtree is in one group: take it as a unit
+                covered.add(n)
+                groups.setdefault(gid[n], ([], []))[0].append(m)
+        for n, p in loose.items():
+            groups.setdefault(gid[n], ([], []))[1].append(p)
+        out = [_Group(mods, params) for _, (mods, params) in sorted(groups.items())]
+        return [g for g in out if g._loose or any(True for _ in g.parameters())]
 
     def _classifier_names(self) -> list[str]:
         c = self.model.pretrained_cfg.get("classifier") or "head"
@@ -61,7 +94,11 @@ def _timm(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
     model = timm.create_model(spec, pretrained=pretrained and checkpoint is None, **kwargs)
     if checkpoint:
         load_into(model, read_state_dict(checkpoint), source=checkpoint, allow_partial=allow_partial)
-    return TimmImageTower(model.eval(), f"timm:{spec}")
+    preprocess = Preprocess.from_timm(model)
+    if kwargs.get("img_size"):  # timm keeps the pretrained_cfg's input size; the model was built smaller/larger
+        size = kwargs["img_size"]
+        preprocess = replace(preprocess, input_size=int(size if isinstance(size, int) else size[-1]))
+    return TimmImageTower(model.eval(), f"timm:{spec}", preprocess)
 
 
 def packaged_lite0_path() -> str:

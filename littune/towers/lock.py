@@ -44,7 +44,7 @@ def fingerprint(module: nn.Module) -> str:
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
 
@@ -60,6 +60,8 @@ class Lockable(nn.Module):
 
     def set_lock(self, mode: str, locked_blocks: int = 0) -> None:
         check_lock_mode(mode)
+        if locked_blocks < 0:
+            raise ValueError(f"locked_blocks must be >= 0, got {locked_blocks}")
         if locked_blocks and mode == "L":
             raise ValueError("locked_blocks applies to an unlocked tower ('U' or 'u'); 'L' locks all")
         groups = self.layer_groups() if locked_blocks else []

@@ -1,0 +1,218 @@
+"""``littune embed``: run the locked image tower once over a data set and write the cache.
+
+Layout (clip-retrieval's, so its tools can read it), for shard k of ``shard_size`` images:
+    img_emb/img_emb_{k}.npy          (n_k, D) float16/float32 embeddings (the tower's features)
+    img_emb_views/img_emb_{k}.npy    (n_k, V, D) augmented views, with --views V
+    metadata/metadata_{k}.parquet    key, image_path, caption, captions (all captions of the image)
+    bad/bad_{k}.tsv                  images skipped in this shard, with the reason
+    manifest.json                    tower, weight fingerprint, preprocessing, dtype, counts
+A shard is complete once its ``img_emb`` file exists (written last, renamed atomically), so a killed
+run continues from the last complete shard and ends with the same files as an uninterrupted one.
+Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manifest at the end.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .. import distributed as dist_utils
+from ..data.images import BadImage, BadInputLog, load_image
+from ..towers import ImageTower
+from .items import ImageItem
+from .manifest import CacheMismatch, Manifest
+
+
+@dataclass
+class EmbedOptions:
+    shard_size: int = 10_000
+    dtype: str = "float16"
+    views: int = 0  # augmented views per image, besides the plain eval view
+    batch_size: int = 64
+    num_workers: int | None = None  # None: one per spare core (at least 1)
+    seed: int = 0
+    max_pixels: int = 89_478_485
+    progress: bool = True
+
+
+class DecodeDataset(Dataset):
+    """Decodes and preprocesses one image (plus its augmented views) in a DataLoader worker."""
+
+    def __init__(self, items: list[ImageItem], offset: int, transform: Callable, view_transform: Callable | None,
+                 views: int, seed: int, max_pixels: int):
+        self.items, self.offset = items, offset
+        self.transform, self.view_transform, self.views = transform, view_transform, views
+        self.seed, self.max_pixels = seed, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        item = self.items[i]
+        try:
+            img = load_image(item.image, max_pixels=self.max_pixels, name=item.key)
+        except BadImage as e:
+            return i, None, (e.reason, str(e))
+        x = [self.transform(img)]
+        if self.views:
+            # Seeded per image, so views do not depend on workers, batches or resumption.
+            torch.manual_seed(self.seed * 1_000_003 + self.offset + i)
+            x += [self.view_transform(img) for _ in range(self.views)]
+        return i, torch.stack(x), ""  # (1+V, 3, H, W)
+
+
+def _collate(batch):
+    good = [(i, x) for i, x, _ in batch if x is not None]
+    bad = [(i, r) for i, x, r in batch if x is None]
+    if not good:
+        return [], None, bad
+    return [i for i, _ in good], torch.stack([x for _, x in good]), bad
+
+
+def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append .npy to the .tmp name
+        np.save(f, array)
+
+
+def shard_done(out: Path, k: int) -> bool:
+    return (out / "img_emb" / f"img_emb_{k}.npy").is_file()
+
+
+def _write_metadata(path: Path, items: list[ImageItem]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "key": [it.key for it in items],
+        "image_path": [it.image_path for it in items],
+        "caption": [it.captions[0] if it.captions else "" for it in items],
+        "captions": [list(it.captions) for it in items],
+    })
+    _save_atomic(path, lambda p: pq.write_table(table, p))
+
+
+@torch.inference_mode()
+def _embed_shard(tower: ImageTower, items: list[ImageItem], offset: int, opts: EmbedOptions,
+                 bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
+    ds = DecodeDataset(items, offset, tower.preprocess.transform(), tower.preprocess.train_transform(),
+                       opts.views, opts.seed, opts.max_pixels)
+    workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=_collate,
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    kept, embs, view_embs, bad = [], [], [], []
+    np_dtype = np.dtype(opts.dtype)
+    for idx, x, b in loader:
+        bad += b
+        if idx:
+            B, V1 = x.shape[:2]
+            feats = tower(x.flatten(0, 1)).float().view(B, V1, -1)  # (B, 1+V, D)
+            kept += idx
+            embs.append(feats[:, 0].numpy().astype(np_dtype))
+            if opts.views:
+                view_embs.append(feats[:, 1:].numpy().astype(np_dtype))
+        if bar is not None:
+            bar.update(len(idx) + len(b))
+    D = tower.embed_dim
+    emb = np.concatenate(embs) if embs else np.zeros((0, D), np_dtype)
+    views = (np.concatenate(view_embs) if view_embs else np.zeros((0, opts.views, D), np_dtype)) if opts.views else None
+    return kept, emb, views, bad
+
+
+def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, source: str,
+                opts: EmbedOptions | None = None, bad_rows: BadInputLog | None = None) -> Manifest:
+    """Embed every image into ``out`` (resuming complete shards) and return the final manifest."""
+    opts = opts or EmbedOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tower.eval()
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    manifest = Manifest(tower=tower.name, fingerprint=tower.fingerprint(), preprocess=tower.preprocess.to_dict(),
+                        embed_dim=tower.embed_dim, dtype=opts.dtype, source=source, shard_size=opts.shard_size,
+                        views=opts.views, n_items=len(items), n_captions=sum(len(i.captions) for i in items),
+                        world_size=world)
+    _check_resumable(out, manifest)
+    if rank == 0:
+        manifest.write(out)  # incomplete until the end; records what the shards are made with
+    mine = [k for k in range(manifest.n_shards) if k % world == rank and not shard_done(out, k)]
+    todo = sum(len(items[k * opts.shard_size:(k + 1) * opts.shard_size]) for k in mine)
+    bar = tqdm(total=todo, unit="img", desc=f"embed {tower.name}" + (f" [rank {rank}]" if world > 1 else ""),
+               disable=not opts.progress, dynamic_ncols=True)
+    for k in mine:
+        start = k * opts.shard_size
+        shard = items[start:start + opts.shard_size]
+        kept, emb, views, bad = _embed_shard(tower, shard, start, opts, bar)
+        log = BadInputLog()
+        for i, (reason, detail) in bad:
+            log.add(shard[i].key, shard[i].image_path, reason, detail)
+        _save_atomic(out / "bad" / f"bad_{k}.tsv", lambda p: log.write(p))
+        _write_metadata(out / "metadata" / f"metadata_{k}.parquet", [shard[i] for i in kept])
+        if views is not None:
+            _save_atomic(out / "img_emb_views" / f"img_emb_{k}.npy", lambda p: _save_npy(p, views))
+        _save_atomic(out / "img_emb" / f"img_emb_{k}.npy", lambda p: _save_npy(p, emb))  # last
+    bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if rank == 0:
+        finalize(out, manifest, bad_rows)
+    if world > 1:
+        dist.barrier()
+    return Manifest.read(out)
+
+
+def _check_resumable(out: Path, manifest: Manifest) -> None:
+    try:
+        old = Manifest.read(out)
+    except FileNotFoundError:
+        return
+    fields = ("tower", "fingerprint", "preprocess", "embed_dim", "dtype", "source", "shard_size", "views", "n_items")
+    diffs = [f"{f}: {getattr(old, f)!r} -> {getattr(manifest, f)!r}" for f in fields
+             if getattr(old, f) != getattr(manifest, f)]
+    if diffs:
+        raise CacheMismatch(f"{out} already holds a cache made with other settings; use a new --out "
+                            "or delete it:\n  " + "\n  ".join(diffs))
+
+
+def finalize(out: Path, manifest: Manifest, bad_rows: BadInputLog | None = None) -> None:
+    """Count the shards' rows, merge the bad-input lists into one report, mark complete."""
+    shards, start, merged = [], 0, BadInputLog()
+    for row in (bad_rows or []):
+        merged.add(row.key, row.path, row.reason, getattr(row, "detail", ""))
+    for k in range(manifest.n_shards):
+        if not shard_done(out, k):
+            raise RuntimeError(f"{out}: shard {k} missing at the end of embedding")
+        n = int(np.load(out / "img_emb" / f"img_emb_{k}.npy", mmap_mode="r").shape[0])
+        shards.append({"index": k, "count": n, "start": start, "end": start + n})
+        start += n
+        bad_file = out / "bad" / f"bad_{k}.tsv"
+        for key, path, reason, detail in _read_bad(bad_file):
+            merged.add(key, path, reason, detail)
+    merged.write(out / "bad_inputs.tsv")
+    manifest.shards, manifest.count, manifest.n_bad, manifest.complete = shards, start, len(merged), True
+    manifest.write(out)
+
+
+def _read_bad(path: Path):
+    import csv
+
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t")
+        next(rows, None)  # header
+        for row in rows:
+            yield (row + ["", "", "", ""])[:4]

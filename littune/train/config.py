@@ -1,0 +1,134 @@
+"""Typed experiment configs: dataclasses, YAML files in ``configs/``, dotted CLI overrides.
+
+    cfg = load_config("configs/lit_flickr8k.yaml", ["train.batch_size=1024", "model.text.lock=L"])
+
+OmegaConf checks every key and type against the dataclasses, so a typo or a wrong type fails
+with the key named. A YAML file may start from another with ``_base_: other.yaml``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..model import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    train: Optional[str] = None  # source spec: x.csv | x.jsonl | shards/{000..009}.tar | flickr8k:DIR:train
+    dev: Optional[str] = None  # source for periodic dev retrieval (e.g. flickr8k:DIR:dev)
+    train_cache: Optional[str] = None  # an existing `littune embed` folder; else made under cache_root
+    dev_cache: Optional[str] = None
+    cache_root: str = "cache"  # where automatic caches go (one folder per data set and tower)
+    use_cache: bool = True  # with a locked image tower: train on cached embeddings (the fast path)
+    views: int = 0  # augmented views per image in the cache (0: the plain view only)
+    augment: bool = False  # live image path only: random resized crop + flip
+    image_col: str = "image"
+    caption_col: str = "caption"
+    num_workers: int = 1  # image decoding workers (live path and embedding)
+    embed_batch_size: int = 64
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4  # not applied to norms, biases, the temperature and the bias
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global gradient norm (0: off)
+    scale_lr_mult: float = 1.0  # learning-rate multiplier of the temperature and the bias
+    head_lr_mult: float = 1.0  # learning-rate multiplier of the text/image heads
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/lit"
+    steps: int = 1000
+    batch_size: int = 256
+    loss: str = "softmax"  # softmax (CLIP/LiT) | sigmoid (SigLIP)
+    local_loss: bool = False  # distributed: local rows against global columns (memory-lean)
+    grad_cache_chunk: int = 0  # >0: gradient cache with text chunks of this size (huge batches)
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0  # steps between dev evaluations (0: at the end only)
+    ckpt_every: int = 100
+    keep_checkpoints: int = 2
+    threads: int = 0  # torch threads (0: all cores)
+    progress: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "lit"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path in seen:
+        raise ConfigError(f"{path}: _base_ cycle")
+    node = OmegaConf.load(path)
+    base = node.pop("_base_", None)
+    if base is None:
+        return node
+    return OmegaConf.merge(_load_yaml((path.parent / base).resolve(), seen + (path,)), node)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    schema = OmegaConf.structured(ExperimentConfig)
+    where = str(path) if path else "defaults"
+    try:
+        cfg = schema
+        if path:
+            where = str(path)
+            cfg = OmegaConf.merge(cfg, _load_yaml(Path(path).resolve()))
+        for o in overrides:
+            if "=" not in o:
+                raise ConfigError(f"override '{o}' is not key=value (e.g. train.batch_size=1024)")
+            where = f"override '{o}'"
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
+        raise ConfigError(f"{where}: {msg}" + (f" (key: {key})" if key else "")) from None
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Checks that types alone cannot express; each names its key."""
+    from ..losses import LOSSES
+    from ..towers.lock import check_lock_mode
+
+    check_lock_mode(cfg.model.image.lock, "model.image.lock")
+    check_lock_mode(cfg.model.text.lock, "model.text.lock")
+    if cfg.train.loss not in LOSSES:
+        raise ConfigError(f"train.loss='{cfg.train.loss}' is not a registered loss (softmax, sigmoid)")
+    if cfg.train.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32 or bf16")
+    for key, value in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.train.batch_size < 2:
+        raise ConfigError("train.batch_size must be >= 2: a contrastive batch needs negatives")
+    if cfg.data.train is None and cfg.data.train_cache is None:
+        raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")

@@ -1,0 +1,105 @@
+"""Training batches: from the embedding cache (the default, locked path) or from images (live).
+
+Both produce, for a step s, the batch ``PairSchedule.batch(s)`` names: cached image features or
+decoded pixels, and one caption per image. The live path decodes in DataLoader workers, which
+read batches by step number, so resuming at step s just starts the loader at s.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..cache import EmbedOptions, EmbeddingCache, ensure_cache, load_items
+from ..cache.items import ImageItem
+from ..data.images import BadImage, load_image
+from ..towers import ImageTower
+from .batches import PairSchedule
+from .config import DataConfig
+
+
+def auto_cache_dir(root: str, spec: str, tower: ImageTower, views: int) -> Path:
+    """One folder per (data set, tower, weights, views): a changed tower never reuses a cache."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_")[-60:]
+    digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{views}".encode()).hexdigest()[:10]
+    return Path(root) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
+
+
+def open_cache(cfg: DataConfig, tower: ImageTower, split: str, progress: bool = True) -> EmbeddingCache:
+    spec, folder = (cfg.train, cfg.train_cache) if split == "train" else (cfg.dev, cfg.dev_cache)
+    views = cfg.views if split == "train" else 0
+    if folder is None:
+        folder = str(auto_cache_dir(cfg.cache_root, spec, tower, views))
+    if spec is None:  # an explicit cache made by `littune embed`
+        cache = EmbeddingCache(folder)
+        cache.check(tower)
+        return cache
+    opts = EmbedOptions(views=views, batch_size=cfg.embed_batch_size, num_workers=cfg.num_workers,
+                        progress=progress)
+    return ensure_cache(spec, tower, folder, opts, **_source_kwargs(cfg, spec))
+
+
+def _source_kwargs(cfg: DataConfig, spec: str) -> dict:
+    if spec.endswith((".csv", ".tsv", ".jsonl")):
+        return {"image_col": cfg.image_col, "caption_col": cfg.caption_col}
+    return {}
+
+
+class CachedBatches:
+    """Batches of cached tower features: reading is a memory-mapped gather, nearly free."""
+
+    def __init__(self, cache: EmbeddingCache, schedule: PairSchedule):
+        self.cache, self.schedule = cache, schedule
+        self.captions = cache.captions
+
+    def __call__(self, step: int) -> dict:
+        rows, cap, view = self.schedule.batch(step)
+        feats = self.cache.rows(rows, view if self.schedule.views else None)  # (B, D) float32
+        return {"image_features": feats, "captions": [self.captions[r][c] for r, c in zip(rows, cap)], "bad": []}
+
+    def iterate(self, start: int, stop: int) -> Iterator[dict]:
+        for step in range(start, stop):
+            yield self(step)
+
+
+class _LiveBatchDataset(Dataset):
+    def __init__(self, items: list[ImageItem], schedule: PairSchedule, transform):
+        self.items, self.schedule, self.transform = items, schedule, transform
+
+    def __len__(self) -> int:  # steps are the index; the sampler bounds them
+        return 1 << 62
+
+    def __getitem__(self, step: int) -> dict:
+        rows, cap, _ = self.schedule.batch(step)
+        torch.manual_seed(self.schedule.seed * 7919 + step)  # augmentation depends on the step only
+        pixels, captions, bad = [], [], []
+        for r, c in zip(rows, cap):
+            item = self.items[r]
+            try:
+                pixels.append(self.transform(load_image(item.image, name=item.key)))
+                captions.append(item.captions[c])
+            except BadImage as e:
+                bad.append((item.key, item.image_path, e.reason, str(e)))
+        return {"pixels": torch.stack(pixels) if pixels else None, "captions": captions, "bad": bad}
+
+
+class LiveBatches:
+    """Batches of decoded images, for the unlocked settings and the locked-without-cache path."""
+
+    def __init__(self, items: list[ImageItem], schedule: PairSchedule, transform, num_workers: int):
+        self.items, self.schedule, self.num_workers = items, schedule, num_workers
+        self.dataset = _LiveBatchDataset(items, schedule, transform)
+
+    def iterate(self, start: int, stop: int) -> Iterator[dict]:
+        loader = DataLoader(self.dataset, batch_size=None, sampler=range(start, stop),
+                            num_workers=self.num_workers, prefetch_factor=2 if self.num_workers else None)
+        yield from loader
+
+
+def live_items(cfg: DataConfig) -> list[ImageItem]:
+    items, _bad = load_items(cfg.train, **_source_kwargs(cfg, cfg.train))
+    return items

@@ -1,0 +1,188 @@
+"""LiT training: the text tower learns to read out a locked image tower.
+
+``train(cfg)`` builds the model, prepares batches (cached embeddings by default; live images for
+the unlocked settings or when ``data.use_cache=false``), and runs AdamW with warmup + cosine,
+gradient clipping and optional bfloat16 autocast. It writes everything a later command needs
+into the run directory and resumes exactly from its last checkpoint (``resume=True``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..losses import create_loss
+from ..model import LiTModel
+from .batches import PairSchedule
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model
+from .config import ExperimentConfig, to_yaml, validate
+from .data import CachedBatches, LiveBatches, live_items, open_cache
+from .dev_eval import DevEvaluator
+from .metrics_log import MetricsLog
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _prepare_tokenizer(cfg: ExperimentConfig, run_dir: Path, captions: list[list[str]]):
+    """The scratch tower's tokenizer: trained on the training captions once, kept in the run."""
+    t = cfg.model.text
+    if t.name != "scratch":
+        return None
+    folder = run_dir / "tokenizer"
+    if (folder / "tokenizer.json").is_file():
+        return str(folder)
+    if t.tokenizer != "train":
+        return None
+    from ..towers.text_scratch import train_tokenizer
+
+    tok = train_tokenizer((c for caps in captions for c in caps), vocab_size=t.vocab_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    return str(folder)
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, resume: bool = False):
+        validate(cfg)
+        self.cfg = cfg
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.run_dir = Path(t.out_dir)
+        if not resume and latest_checkpoint(self.run_dir) is not None:
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                                  "or choose another train.out_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(t.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+        image_tower = cfg.model.image.build()
+        self.cached = image_tower.locked and cfg.data.use_cache
+        if self.cached:
+            cache = open_cache(cfg.data, image_tower, "train", progress=t.progress)
+            captions = cache.captions
+            shutil.copy(cache.folder / "manifest.json", self.run_dir / "cache_manifest.json")
+        else:
+            items = live_items(cfg.data)
+            captions = [it.captions for it in items]
+        tokenizer = _prepare_tokenizer(cfg, self.run_dir, captions)
+        if tokenizer is not None:
+            cfg.model.text.tokenizer = "tokenizer"  # relative to the run directory (see runs.load_run)
+        self.model: LiTModel = cfg.model.build(image_tower, tokenizer=tokenizer)
+        self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
+                                     cfg.data.views if self.cached else 0)
+        if self.cached:
+            self.batches = CachedBatches(cache, self.schedule)
+        else:
+            transform = (image_tower.preprocess.train_transform() if cfg.data.augment
+                         else image_tower.preprocess.transform())
+            self.batches = LiveBatches(items, self.schedule, transform, cfg.data.num_workers)
+        self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
+        from .optim import build_optimizer, build_scheduler
+
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.step = 0
+        if resume:
+            ckpt = latest_checkpoint(self.run_dir)
+            if ckpt is not None:
+                state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
+                self.step = int(state["step"])
+        self.dev = DevEvaluator.create(cfg, self.model, progress=t.progress) if cfg.data.dev else None
+        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        self.log = MetricsLog(self.run_dir, resume_step=self.step)
+        self.n_bad = 0
+
+    # ------------------------------------------------------------------------------------------
+    def train_step(self, batch: dict) -> dict:
+        t = self.cfg.train
+        self.model.train()
+        tokens = self.model.tokenize(batch["captions"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+            out = self.model(tokens, pixels=batch.get("pixels"), image_features=batch.get("image_features"))
+        img, txt = out["image_emb"].float(), out["text_emb"].float()
+        loss = self.loss_fn(img, txt, out["logit_scale"].float(), out["logit_bias"].float())
+        if not torch.isfinite(loss):
+            self._non_finite(f"loss became {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(gnorm):
+            self._non_finite(f"gradient norm became {gnorm.item()}")
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss.item(), "grad_norm": gnorm.item()}
+
+    def _non_finite(self, what: str) -> None:
+        last = latest_checkpoint(self.run_dir)
+        raise NonFiniteLoss(f"{what} at step {self.step}; stopped without writing a checkpoint. "
+                            f"Last good checkpoint: {last or 'none'} (resume with --resume, "
+                            "perhaps with a lower optim.lr)")
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
+                               {"data_position": self.schedule.position(self.step)},
+                               keep=self.cfg.train.keep_checkpoints)
+
+    def fit(self) -> dict:
+        t = self.cfg.train
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not t.progress,
+                   dynamic_ncols=True)
+        window_t, window_n = time.perf_counter(), 0
+        for batch in self.batches.iterate(self.step, t.steps):
+            if batch.get("bad"):
+                self.log.bad_inputs(batch["bad"])
+                self.n_bad += len(batch["bad"])
+            stats = self.train_step(batch)
+            self.step += 1
+            window_n += len(batch["captions"])
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                dt = time.perf_counter() - window_t
+                row = {"step": self.step, **stats, "temperature": self.model.temperature,
+                       "bias": float(self.model.logit_bias), "lr": self.scheduler.get_last_lr()[0],
+                       "examples_per_s": window_n / dt if dt > 0 else math.nan}
+                self.log.write(row)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", T=f"{row['temperature']:.1f}",
+                                ex_s=f"{row['examples_per_s']:.0f}")
+                window_t, window_n = time.perf_counter(), 0
+            if self.dev and t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+                self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in self.dev().items()}})
+            if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
+                self.checkpoint()
+        bar.close()
+        return self.finish()
+
+    def finish(self) -> dict:
+        summary = {"step": self.step, "temperature": self.model.temperature,
+                   "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad}
+        if self.dev:
+            dev = self.dev()
+            self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in dev.items()}})
+            summary["dev"] = dev
+        self.checkpoint()
+        save_model(self.model, self.run_dir)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.log.close()
+        return summary
+
+
+def train(cfg: ExperimentConfig, resume: bool = False) -> dict:
+    return Trainer(cfg, resume=resume).fit()
