@@ -1,1 +1,2 @@
-"""Sub-commands beyond ``towers``; each module registers itself with ``cli.command``."""
+"""Sub-commands beyond ``towers``; importing this package registers each with ``cli.command``."""
+from . import embed, evaluate, train  # noqa: F401

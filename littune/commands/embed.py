@@ -1,0 +1,46 @@
+"""``littune embed``: run the locked image tower once over a data set into an embedding cache."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..cli import command
+
+
+@command("embed", "embed a data set's images with the locked image tower (resumable cache)")
+def _embed(p: argparse.ArgumentParser):
+    p.add_argument("--data", required=True, help="csv/tsv/jsonl file, WebDataset shards, or flickr8k:DIR[:split]")
+    p.add_argument("--out", required=True, help="cache folder (re-run the same command to resume)")
+    p.add_argument("--tower", default="efficientnet_lite0", help="image tower registry name")
+    p.add_argument("--checkpoint", default=None, help="local weights file for the tower")
+    p.add_argument("--views", type=int, default=0, help="augmented views per image besides the plain one")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--shard-size", type=int, default=10_000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="decoding workers (default: spare cores)")
+    p.add_argument("--image-col", default="image")
+    p.add_argument("--caption-col", default="caption")
+    p.add_argument("--root", default=None, help="folder that relative image paths start from")
+    p.add_argument("--no-progress", action="store_true")
+
+    def run(a: argparse.Namespace) -> int:
+        from .. import distributed
+        from ..cache import EmbedOptions, embed
+        from ..towers import create_image_tower
+
+        distributed.init_from_env()
+        tower = create_image_tower(a.tower, checkpoint=a.checkpoint, lock="L")
+        kwargs = {}
+        if a.data.endswith((".csv", ".tsv", ".jsonl")):
+            kwargs = {"image_col": a.image_col, "caption_col": a.caption_col, "root": a.root}
+        opts = EmbedOptions(shard_size=a.shard_size, dtype=a.dtype, views=a.views, batch_size=a.batch_size,
+                            num_workers=a.workers, progress=not a.no_progress)
+        m = embed(a.data, tower, a.out, opts, **kwargs)
+        if distributed.is_main():
+            print(json.dumps({"out": a.out, "count": m.count, "n_items": m.n_items, "n_bad": m.n_bad,
+                              "n_captions": m.n_captions, "tower": m.tower, "fingerprint": m.fingerprint}))
+            if m.n_bad:
+                print(f"skipped {m.n_bad} bad inputs, listed in {a.out}/bad_inputs.tsv")
+        return 0
+
+    return run

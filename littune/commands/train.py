@@ -1,0 +1,31 @@
+"""``littune train``: LiT training from a config file with dotted overrides."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..cli import command
+
+
+@command("train", "train a LiT model from a config (configs/*.yaml) with key=value overrides")
+def _train(p: argparse.ArgumentParser):
+    p.add_argument("--config", default=None, help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=1024 model.text.lock=L")
+    p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir from its last checkpoint")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    def run(a: argparse.Namespace) -> int:
+        from .. import distributed
+        from ..train import load_config, to_yaml, train
+
+        cfg = load_config(a.config, a.overrides)
+        if a.print_config:
+            print(to_yaml(cfg), end="")
+            return 0
+        distributed.init_from_env()
+        summary = train(cfg, resume=a.resume)
+        if distributed.is_main():
+            print(json.dumps({"run_dir": cfg.train.out_dir, **summary}))
+        return 0
+
+    return run
