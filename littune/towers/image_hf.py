@@ -40,10 +40,19 @@ class HFImageTower(ImageTower):
         return out.pooler_output.flatten(1)  # (B, D) or (B, C, 1, 1) -> (B, C)
 
     def layer_groups(self) -> list[nn.Module]:
-        embeddings = getattr(self.model, "embeddings", None) or getattr(self.model, "embedder", None)
-        encoder = self.model.encoder
-        layers = next(m for m in encoder.children() if isinstance(m, nn.ModuleList))
-        return ([embeddings] if embeddings is not None else []) + list(layers)
+        # The stem is every child registered before the layer list (embeddings, CLIP's
+        # pre_layrnorm); transformers 5 keeps ViT's layers on the model itself (no .encoder).
+        container = getattr(self.model, "encoder", None)
+        container = self.model if container is None else container
+        layers = next((m for m in container.children() if isinstance(m, nn.ModuleList)), None)
+        if layers is None:
+            raise ValueError(f"{self.name}: no layer list found for partial locking")
+        stem = []
+        for child in self.model.children():
+            if child is container or child is layers:
+                break
+            stem.append(child)
+        return ([nn.ModuleList(stem)] if stem else []) + list(layers)
 
 
 @IMAGE_TOWERS.register("hf", takes_spec=True,

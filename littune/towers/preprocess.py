@@ -92,8 +92,10 @@ class Preprocess:
             resize = int(size.get("shortest_edge") or size.get("height") or input_size)
         elif "shortest_edge" in size:
             input_size = int(size["shortest_edge"])
-            # ConvNeXt resizes to shortest_edge / crop_pct then centre-crops (below 384 px).
-            resize = int(input_size / getattr(processor, "crop_pct", 1.0) or input_size)
+            # ConvNeXt resizes to shortest_edge / crop_pct then centre-crops (below 384 px;
+            # from 384 px it resizes without a crop). Other processors have no crop_pct (or None).
+            crop_pct = getattr(processor, "crop_pct", None)
+            resize = int(input_size / crop_pct) if crop_pct and input_size < 384 else input_size
         else:
             input_size = int(size.get("height") or default_size)
             resize = input_size

@@ -19,6 +19,7 @@ from .text_hf import minilm_path
 
 
 def wrap_tokenizer(tok: "tokenizers.Tokenizer", context_length: int) -> Tokenizer:  # noqa: F821
+    tok = type(tok).from_str(tok.to_str())  # a private copy: truncation/padding below must not leak
     tok.enable_truncation(max_length=context_length)
     pad_id = tok.token_to_id("[PAD]") or 0
     tok.enable_padding(pad_id=pad_id, pad_token="[PAD]")
