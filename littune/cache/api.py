@@ -1,13 +1,19 @@
 """One call from a data spec to a ready cache: embed what is missing, reuse what matches."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..towers import ImageTower
-from .items import load_items
-from .manifest import Manifest
+from .items import ImageItem, load_items
+from .manifest import CacheMismatch, Manifest
 from .reader import EmbeddingCache
 from .writer import EmbedOptions, embed_items
+
+
+def default_cache_root() -> Path:
+    """Where automatic caches go: $LITTUNE_CACHE_DIR, else ~/.cache/littune."""
+    return Path(os.environ.get("LITTUNE_CACHE_DIR") or Path.home() / ".cache" / "littune")
 
 
 def embed(spec: str, tower: ImageTower, out: str | Path, opts: EmbedOptions | None = None,
@@ -21,12 +27,31 @@ def ensure_cache(spec: str, tower: ImageTower, out: str | Path, opts: EmbedOptio
                  **source_kwargs) -> EmbeddingCache:
     """The cache at ``out`` if it is complete and made by ``tower``; otherwise embed (or finish) it."""
     out = Path(out)
+    items, bad_rows = load_items(spec, **source_kwargs)
     try:
         m = Manifest.read(out)
     except FileNotFoundError:
         m = None
     if m is None or not m.complete:
-        embed(spec, tower, out, opts, **source_kwargs)
+        embed_items(items, tower, out, source=spec, opts=opts, bad_rows=bad_rows)
     cache = EmbeddingCache(out)
     cache.check(tower)
+    check_source(cache, items, spec)
     return cache
+
+
+def check_source(cache: EmbeddingCache, items: list[ImageItem], spec: str) -> None:
+    """Refuse a complete cache whose source has changed since (other images or captions)."""
+    m = cache.manifest
+    diffs = [f"{name}: cache has {have}, source has {want}" for name, have, want in (
+        ("n_items", m.n_items, len(items)), ("n_captions", m.n_captions, sum(len(i.captions) for i in items)))
+        if have != want]
+    if not diffs:
+        captions = {it.key: it.captions for it in items}
+        for key, caps in zip(cache.keys, cache.captions):
+            if captions.get(key) != caps:
+                diffs.append(f"image {key!r}: not in the source, or its captions changed")
+                break
+    if diffs:
+        raise CacheMismatch(f"embedding cache {cache.folder} was made from another version of {spec}:\n  "
+                            + "\n  ".join(diffs) + "\nre-embed into a new folder (or delete this one)")

@@ -6,7 +6,6 @@ and class-name text embeddings are computed once per evaluation.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -26,14 +25,10 @@ from .templates import get_templates
 from .zeroshot import build_classifier, zeroshot_metrics
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("LITTUNE_CACHE_DIR") or Path.home() / ".cache" / "littune")
-
-
 def _cache_dir(cache_root: str | Path | None, spec: str, tower: ImageTower) -> Path:
     from ..train.data import auto_cache_dir
 
-    return auto_cache_dir(str(cache_root or default_cache_root()), spec, tower, 0)
+    return auto_cache_dir(str(cache_root) if cache_root else None, spec, tower, 0)
 
 
 def folder_features(tower: ImageTower, root: str | Path, cache_root: str | Path | None = None,
@@ -138,6 +133,6 @@ def eval_probe(model_or_tower: LiTModel | ImageTower, train: str | Path, test: s
     return {**m, "n_skipped": len(tr["bad"]) + len(te["bad"])}
 
 
-__all__ = ["eval_zeroshot", "eval_retrieval", "eval_probe", "folder_features", "default_cache_root",
+__all__ = ["eval_zeroshot", "eval_retrieval", "eval_probe", "folder_features",
            "retrieval_spec"]
 

@@ -23,7 +23,7 @@ class DataConfig:
     dev: Optional[str] = None  # source for periodic dev retrieval (e.g. flickr8k:DIR:dev)
     train_cache: Optional[str] = None  # an existing `littune embed` folder; else made under cache_root
     dev_cache: Optional[str] = None
-    cache_root: str = "cache"  # where automatic caches go (one folder per data set and tower)
+    cache_root: Optional[str] = None  # automatic caches go here (default $LITTUNE_CACHE_DIR or ~/.cache/littune)
     use_cache: bool = True  # with a locked image tower: train on cached embeddings (the fast path)
     views: int = 0  # augmented views per image in the cache (0: the plain view only)
     augment: bool = False  # live image path only: random resized crop + flip

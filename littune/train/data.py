@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..cache import EmbedOptions, EmbeddingCache, ensure_cache, load_items
+from ..cache import EmbedOptions, EmbeddingCache, default_cache_root, ensure_cache, load_items
 from ..cache.items import ImageItem
 from ..data.images import BadImage, load_image
 from ..towers import ImageTower
@@ -22,11 +22,11 @@ from .batches import PairSchedule
 from .config import DataConfig
 
 
-def auto_cache_dir(root: str, spec: str, tower: ImageTower, views: int) -> Path:
+def auto_cache_dir(root: str | None, spec: str, tower: ImageTower, views: int) -> Path:
     """One folder per (data set, tower, weights, views): a changed tower never reuses a cache."""
     slug = re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_")[-60:]
     digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{views}".encode()).hexdigest()[:10]
-    return Path(root) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
+    return Path(root or default_cache_root()) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
 
 
 def open_cache(cfg: DataConfig, tower: ImageTower, split: str, progress: bool = True) -> EmbeddingCache:

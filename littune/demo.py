@@ -1,0 +1,153 @@
+"""The main job: train LiT on Flickr8k with the offline default towers and prove zero-shot transfer.
+
+    embed   Flickr8k train/dev/test and TF-flowers with the locked EfficientNet-Lite0 (cached)
+    train   the text tower (MiniLM by default, or a transformer from scratch) on Flickr8k train
+    eval    Flickr8k test retrieval, flowers zero-shot (never trained on flowers), flowers probe
+    report  a results table, report.md with plots, and a run directory every command can load
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .evaluate.summary import build_report
+from .train.config import ExperimentConfig, load_config
+
+FLOWER_NAMES = {"daisy": "daisy", "dandelion": "dandelion", "roses": "rose", "sunflowers": "sunflower",
+                "tulips": "tulip"}
+
+
+@dataclass
+class DemoOptions:
+    data: Optional[str] = None  # folder with flickr8k/ and flowers/ (default ../shared/data, else download)
+    out: str = "runs/demo"
+    text: str = "minilm"  # minilm | scratch
+    quick: bool = False
+    steps: Optional[int] = None
+    cache: Optional[str] = None  # embedding cache root
+    progress: bool = True
+
+
+def find_data(data: str | None) -> Path:
+    """--data, else ../shared/data beside the project (or the working folder), else download."""
+    if data:
+        p = Path(data)
+        if not (p / "flickr8k").is_dir() or not (p / "flowers").is_dir():
+            raise FileNotFoundError(f"{p} needs flickr8k/ and flowers/ (see ../shared/data/README.md layout)")
+        return p.resolve()
+    for base in (Path(__file__).resolve().parents[1], Path.cwd()):
+        p = base.parent / "shared" / "data"
+        if (p / "flickr8k").is_dir() and (p / "flowers").is_dir():
+            return p.resolve()
+    from .data.download import ensure_data
+
+    return Path(ensure_data(Path.home() / ".cache" / "littune" / "data")).resolve()
+
+
+def demo_config(data: Path, run_dir: Path, text: str, quick: bool, steps: int | None,
+                cache: str | None, splits: dict[str, str]) -> ExperimentConfig:
+    name = {"minilm": "demo.yaml", "scratch": "demo_scratch.yaml"}.get(text)
+    if name is None:
+        raise ValueError(f"--text must be minilm or scratch, got {text!r}")
+    overrides = [f"data.train={splits['train']}", f"data.dev={splits['dev']}", f"train.out_dir={run_dir}"]
+    if cache:
+        overrides.append(f"data.cache_root={cache}")
+    if quick:
+        overrides += ["train.steps=40", "train.batch_size=64", "optim.warmup_steps=5", "train.ckpt_every=20"]
+    if steps:
+        overrides.append(f"train.steps={steps}")
+    return load_config(Path(__file__).parent / "resources" / "configs" / name, overrides)
+
+
+def _quick_slice(data: Path, out: Path) -> tuple[dict[str, str], Path]:
+    """A small, fixed slice of the real data for --quick: CSVs for Flickr8k, symlinked flowers."""
+    from .data.flickr8k import Flickr8k
+
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, n in (("train", 600), ("dev", 100), ("test", 200)):
+        path = out / f"flickr8k_{split}.csv"
+        if not path.is_file():
+            f8k = Flickr8k(data / "flickr8k", split)
+            images, caps, c2i = f8k.images()[:n], f8k.captions(), f8k.caption_to_image()
+            with path.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["image", "caption"])
+                w.writerows([images[i], c] for c, i in zip(caps, c2i) if i < n)
+        splits[split] = str(path)
+    flowers = out / "flowers"
+    for part, n in (("train", 30), ("test", 20)):
+        for cls in sorted(os.listdir(data / "flowers" / part)):
+            dst = flowers / part / cls
+            if dst.is_dir():
+                continue
+            dst.mkdir(parents=True)
+            for name in sorted(os.listdir(data / "flowers" / part / cls))[:n]:
+                (dst / name).symlink_to(data / "flowers" / part / cls / name)
+    return splits, flowers
+
+
+def run_demo(opts: DemoOptions) -> dict:
+    from .evaluate.suite import eval_probe, eval_retrieval, eval_zeroshot
+    from .runs import load_run
+    from .train import train
+
+    t0 = time.time()
+    data = find_data(opts.data)
+    out = Path(opts.out).resolve()
+    run_dir = out / f"lit-{opts.text}{'-quick' if opts.quick else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if opts.quick:
+        splits, flowers = _quick_slice(data, out / "quick_data")
+    else:
+        splits = {s: f"flickr8k:{data / 'flickr8k'}:{s}" for s in ("train", "dev", "test")}
+        flowers = data / "flowers"
+    cfg = demo_config(data, run_dir, opts.text, opts.quick, opts.steps, opts.cache, splits)
+    cfg.train.progress = opts.progress
+    train(cfg)
+    model, _ = load_run(run_dir)
+    names = run_dir / "flowers_classnames.csv"
+    names.write_text("".join(f"{k},{v}\n" for k, v in FLOWER_NAMES.items()))
+    cache = cfg.data.cache_root
+    retrieval = eval_retrieval(model, splits["test"], None, cache, opts.progress)
+    zeroshot = eval_zeroshot(model, flowers / "test", str(names), "flowers", cache, opts.progress)
+    probe = eval_probe(model, flowers / "train", flowers / "test", cache, opts.progress)
+    report = build_report(run_dir / "report", "littune demo: LiT on Flickr8k, zero-shot on flowers",
+                          {"flickr8k test retrieval": retrieval, "flowers zero-shot": zeroshot,
+                           "flowers linear probe": probe}, run_dir=run_dir)
+    result = {
+        "run_dir": str(run_dir),
+        "flickr8k_test": {k: retrieval[k] for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")},
+        "flowers_zeroshot_top1": zeroshot["top1"],
+        "flowers_zeroshot_per_class": zeroshot["per_class"],
+        "flowers_probe_top1": probe["top1"],
+        "temperature": model.temperature,
+        "steps": cfg.train.steps,
+        "batch_size": cfg.train.batch_size,
+        "text_tower": cfg.model.text.name,
+        "report": str(report),
+        "quick": opts.quick,
+        "wall_s": round(time.time() - t0, 1),
+    }
+    (run_dir / "demo.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def format_table(r: dict) -> str:
+    f = r["flickr8k_test"]
+    rows = [
+        ("Flickr8k test image->text R@1 / R@5 / R@10", f"{f['i2t_r1']:.3f} / {f['i2t_r5']:.3f} / {f['i2t_r10']:.3f}"),
+        ("Flickr8k test text->image R@1 / R@5 / R@10", f"{f['t2i_r1']:.3f} / {f['t2i_r5']:.3f} / {f['t2i_r10']:.3f}"),
+        ("flowers zero-shot top-1 (5 classes, chance 0.200)", f"{r['flowers_zeroshot_top1']:.3f}"),
+        ("flowers linear probe top-1 (locked features)", f"{r['flowers_probe_top1']:.3f}"),
+        ("final temperature", f"{r['temperature']:.1f}"),
+        ("wall time", f"{r['wall_s'] / 60:.1f} min"),
+    ]
+    w = max(len(a) for a, _ in rows)
+    lines = [f"| {'metric':<{w}} | value |", f"|{'-' * (w + 2)}|-------|"]
+    lines += [f"| {a:<{w}} | {b} |" for a, b in rows]
+    return "\n".join(lines) + f"\n\nrun: {r['run_dir']}\nreport: {r['report']}"
