@@ -62,5 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m littune.cli`: use the package's module, where commands register
+    from littune.cli import main as package_main
+
+    sys.exit(package_main())

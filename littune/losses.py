@@ -24,6 +24,8 @@ LOSSES: Registry[nn.Module] = Registry("loss")
 
 
 class ContrastiveLoss(nn.Module):
+    uses_bias = False  # whether the learnable logit bias enters the loss (SigLIP's does)
+
     def __init__(self, local_loss: bool = False, gather: Callable[[torch.Tensor], torch.Tensor] = gather_with_grad):
         super().__init__()
         self.local_loss, self.gather = local_loss, gather
@@ -49,6 +51,8 @@ class SoftmaxLoss(ContrastiveLoss):
 
 @LOSSES.register("sigmoid", description="pairwise sigmoid loss (SigLIP)")
 class SigmoidLoss(ContrastiveLoss):
+    uses_bias = True
+
     def forward(self, img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         row_img, _, _, all_txt, offset = self.blocks(img, txt)

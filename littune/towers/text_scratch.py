@@ -46,6 +46,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> "tokenizers
     tok.decoder = decoders.WordPiece()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    # Known limit: tokenizers' trainer breaks frequency ties in hash order, so two trainings on the
+    # same captions may differ slightly; a run keeps its tokenizer, so resuming is unaffected.
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")),
                                                  ("[SEP]", tok.token_to_id("[SEP]"))])

@@ -13,7 +13,12 @@ import numpy as np
 
 
 class PairSchedule:
-    def __init__(self, n_captions: list[int], batch_size: int, seed: int = 0, views: int = 0):
+    def __init__(self, n_captions: list[int], batch_size: int, seed: int = 0, views: int = 0,
+                 rank: int = 0, world: int = 1):
+        """``batch_size`` is the global batch; under torchrun each process takes its slice."""
+        if batch_size % world:
+            raise ValueError(f"train.batch_size {batch_size} is not divisible by {world} processes")
+        self.rank, self.world, self.local_batch = rank, world, batch_size // world
         if len(n_captions) < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the data set ({len(n_captions)} images)")
         self.n_captions = np.asarray(n_captions, dtype=np.int64)
@@ -35,7 +40,8 @@ class PairSchedule:
         per_epoch = self.n // self.batch_size
         e, b = divmod(step, per_epoch)
         order, caption, view = self.epoch(e)
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        start = b * self.batch_size + self.rank * self.local_batch
+        sl = slice(start, start + self.local_batch)
         return order[sl], caption[sl], view[sl]
 
     def position(self, step: int) -> dict:

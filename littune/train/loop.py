@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..losses import create_loss
 from ..model import LiTModel
 from .batches import PairSchedule
@@ -27,6 +28,7 @@ from .config import ExperimentConfig, to_yaml, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache
 from .dev_eval import DevEvaluator
 from .metrics_log import MetricsLog
+from .step import StepForward, grad_cache_step, plain_step
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -84,9 +86,12 @@ class Trainer:
         tokenizer = _prepare_tokenizer(cfg, self.run_dir, captions)
         if tokenizer is not None:
             cfg.model.text.tokenizer = "tokenizer"  # relative to the run directory (see runs.load_run)
+        seed_everything(t.seed)  # embedding a missing cache above draws random numbers: same init either way
         self.model: LiTModel = cfg.model.build(image_tower, tokenizer=tokenizer)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.main = self.rank == 0
         self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
-                                     cfg.data.views if self.cached else 0)
+                                     cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
         if self.cached:
             self.batches = CachedBatches(cache, self.schedule)
         else:
@@ -94,6 +99,14 @@ class Trainer:
                          else image_tower.preprocess.transform())
             self.batches = LiveBatches(items, self.schedule, transform, cfg.data.num_workers)
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
+        # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
+        self.model.logit_bias.requires_grad_(self.loss_fn.uses_bias)
+        # One module for the trainable forward; under torchrun DDP averages its gradients.
+        self.forward = StepForward(self.model)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward = DistributedDataParallel(self.forward, broadcast_buffers=False)
         from .optim import build_optimizer, build_scheduler
 
         self.optimizer = build_optimizer(self.model, cfg)
@@ -104,9 +117,11 @@ class Trainer:
             if ckpt is not None:
                 state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
                 self.step = int(state["step"])
-        self.dev = DevEvaluator.create(cfg, self.model, progress=t.progress) if cfg.data.dev else None
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
-        self.log = MetricsLog(self.run_dir, resume_step=self.step)
+        self.dev = (DevEvaluator.create(cfg, self.model, progress=t.progress)
+                    if cfg.data.dev and self.main else None)
+        if self.main:
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        self.log = MetricsLog(self.run_dir, resume_step=self.step) if self.main else None
         self.n_bad = 0
 
     # ------------------------------------------------------------------------------------------
@@ -114,21 +129,27 @@ class Trainer:
         t = self.cfg.train
         self.model.train()
         tokens = self.model.tokenize(batch["captions"])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16"):
-            out = self.model(tokens, pixels=batch.get("pixels"), image_features=batch.get("image_features"))
-        img, txt = out["image_emb"].float(), out["text_emb"].float()
-        loss = self.loss_fn(img, txt, out["logit_scale"].float(), out["logit_bias"].float())
-        if not torch.isfinite(loss):
-            self._non_finite(f"loss became {loss.item()}")
+        image_kw = ({"pixels": batch["pixels"]} if batch.get("pixels") is not None
+                    else {"image_features": batch["image_features"]})
+        bf16 = t.precision == "bf16"
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            if t.grad_cache_chunk:
+                loss = grad_cache_step(self.forward, self.loss_fn, tokens, image_kw, t.grad_cache_chunk, bf16)
+            else:
+                loss = plain_step(self.forward, self.loss_fn, tokens, image_kw, bf16)
+        except FloatingPointError as e:
+            self._non_finite(str(e))
+        if self.world > 1:  # with local_loss each process holds a part: log the global loss
+            loss = distributed.mean_across(loss)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf"))
         if not torch.isfinite(gnorm):
             self._non_finite(f"gradient norm became {gnorm.item()}")
+        lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss.item(), "grad_norm": gnorm.item()}
+        return {"loss": loss.item(), "grad_norm": gnorm.item(), "lr": lr}  # the base lr this step used
 
     def _non_finite(self, what: str) -> None:
         last = latest_checkpoint(self.run_dir)
@@ -136,28 +157,30 @@ class Trainer:
                             f"Last good checkpoint: {last or 'none'} (resume with --resume, "
                             "perhaps with a lower optim.lr)")
 
-    def checkpoint(self) -> Path:
+    def checkpoint(self) -> Path | None:
+        if not self.main:  # written once; every process holds the same weights
+            return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
                                {"data_position": self.schedule.position(self.step)},
                                keep=self.cfg.train.keep_checkpoints)
 
     def fit(self) -> dict:
         t = self.cfg.train
-        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not t.progress,
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not (t.progress and self.main),
                    dynamic_ncols=True)
         window_t, window_n = time.perf_counter(), 0
         for batch in self.batches.iterate(self.step, t.steps):
-            if batch.get("bad"):
+            if batch.get("bad") and self.main:
                 self.log.bad_inputs(batch["bad"])
                 self.n_bad += len(batch["bad"])
             stats = self.train_step(batch)
             self.step += 1
-            window_n += len(batch["captions"])
+            window_n += len(batch["captions"]) * self.world
             bar.update(1)
-            if self.step % t.log_every == 0 or self.step == t.steps:
+            if self.main and (self.step % t.log_every == 0 or self.step == t.steps):
                 dt = time.perf_counter() - window_t
                 row = {"step": self.step, **stats, "temperature": self.model.temperature,
-                       "bias": float(self.model.logit_bias), "lr": self.scheduler.get_last_lr()[0],
+                       "bias": float(self.model.logit_bias.detach()),
                        "examples_per_s": window_n / dt if dt > 0 else math.nan}
                 self.log.write(row)
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", T=f"{row['temperature']:.1f}",
@@ -172,15 +195,17 @@ class Trainer:
 
     def finish(self) -> dict:
         summary = {"step": self.step, "temperature": self.model.temperature,
-                   "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad}
-        if self.dev:
-            dev = self.dev()
-            self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in dev.items()}})
-            summary["dev"] = dev
-        self.checkpoint()
-        save_model(self.model, self.run_dir)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        self.log.close()
+                   "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
+        if self.main:
+            if self.dev:
+                dev = self.dev()
+                self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in dev.items()}})
+                summary["dev"] = dev
+            self.checkpoint()
+            save_model(self.model, self.run_dir)
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            self.log.close()
+        distributed.barrier()
         return summary
 
 

@@ -1,0 +1,118 @@
+"""One training step's forward and backward: plain, or with a gradient cache for huge batches.
+
+Gradient cache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
+Limited Setup"): the contrastive loss couples every pair in the batch, so the batch cannot be
+split into independent micro-batches. Instead:
+  1. embed all texts in chunks without a graph                      z_t  (B, E), no activations kept
+  2. the loss over the full batch, differentiated w.r.t. z_t        g = dL/dz_t (B, E)
+     (the image side is computed with its graph: with a locked tower it is a cheap head or nothing)
+  3. re-run each text chunk with its graph and back-propagate <z_t[chunk], g[chunk]>
+Memory then scales with the chunk, not the batch; gradients equal the unchunked ones (up to
+summation order). Dropout draws the same masks in 1 and 3: each chunk restores its RNG state.
+Under DDP every backward but the last runs in ``no_sync``, so gradients are averaged once.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..model import LiTModel
+
+
+class StepForward(nn.Module):
+    """The trainable forward as one module, so DDP sees every parameter it must average."""
+
+    def __init__(self, model: LiTModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens=None, pixels=None, image_features=None, text_only: bool = False):
+        m = self.model
+        scale, bias = m.logit_scale.exp(), m.logit_bias
+        txt = m.encode_text(tokens) if tokens is not None else None
+        if text_only:
+            return txt, scale, bias
+        img = m.encode_image(pixels) if pixels is not None else m.encode_image_features(image_features)
+        return img, txt, scale, bias
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def plain_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: dict, bf16: bool) -> torch.Tensor:
+    with _autocast(bf16):
+        img, txt, scale, bias = fwd(tokens, **image_kw)
+    loss = loss_fn(img.float(), txt.float(), scale.float(), bias.float())
+    _check(loss)
+    loss.backward()
+    return loss.detach()
+
+
+def _slice(tokens: dict, sl: slice) -> dict:
+    return {k: v[sl] for k, v in tokens.items()}
+
+
+def grad_cache_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: dict, chunk: int,
+                    bf16: bool) -> torch.Tensor:
+    B = tokens["input_ids"].shape[0]
+    chunks = [slice(i, min(i + chunk, B)) for i in range(0, B, chunk)]
+    ddp = hasattr(fwd, "no_sync")
+    no_sync = fwd.no_sync if ddp else contextlib.nullcontext
+    inner = getattr(fwd, "module", fwd)
+
+    # 1. text embeddings without a graph, remembering each chunk's RNG state (dropout masks).
+    states, parts = [], []
+    with torch.no_grad(), _autocast(bf16):
+        for sl in chunks:
+            states.append(torch.get_rng_state())
+            parts.append(inner(_slice(tokens, sl), text_only=True)[0].float())
+    z_txt = torch.cat(parts).requires_grad_(True)  # (B, E) leaf
+
+    # 2. full-batch loss; its gradient w.r.t. the text embeddings, the image side and the scalars.
+    #    (No parameter gradients here, so the unwrapped module is used and DDP is not involved.)
+    with _autocast(bf16):
+        img, _, scale, bias = inner(None, **image_kw)
+    img, scale, bias = img.float(), scale.float(), bias.float()
+    loss = loss_fn(img, z_txt, scale, bias)
+    _check(loss)
+    wrt = {"txt": z_txt, "img": img, "scale": scale, "bias": bias}
+    wrt = {k: v for k, v in wrt.items() if v.requires_grad}
+    grads = dict(zip(wrt, torch.autograd.grad(loss, list(wrt.values()), allow_unused=True)))
+    g_txt, g_img = grads["txt"], grads.get("img")
+    g_scale, g_bias = grads.get("scale"), grads.get("bias")
+
+    # 3. re-run each chunk with its graph; the last backward also carries the image side and the
+    #    scalars, and (under DDP) synchronises the accumulated gradients once.
+    after = torch.get_rng_state()
+    for i, (sl, state) in enumerate(zip(chunks, states)):
+        last = i == len(chunks) - 1
+        torch.set_rng_state(state)
+        ctx = contextlib.nullcontext() if last else no_sync()
+        with ctx:
+            with _autocast(bf16):
+                if last:
+                    img, txt, scale, bias = fwd(_slice(tokens, sl), **image_kw)
+                else:
+                    txt, scale, bias = fwd(_slice(tokens, sl), text_only=True)
+            surrogate = (txt.float() * g_txt[sl]).sum()
+            if last:
+                if g_img is not None:
+                    surrogate = surrogate + (img.float() * g_img).sum()
+                if g_scale is not None:
+                    surrogate = surrogate + scale.float() * g_scale
+                if g_bias is not None:
+                    surrogate = surrogate + bias.float() * g_bias
+            elif ddp:
+                surrogate = surrogate + 0.0 * (scale.float() + bias.float())  # DDP: every parameter used
+            surrogate.backward()
+    torch.set_rng_state(after)
+    return loss.detach()
+
+
+def _check(loss: torch.Tensor) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}")

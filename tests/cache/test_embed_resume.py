@@ -1,0 +1,113 @@
+"""`littune embed` killed in the middle and run again ends with exactly the files of an uninterrupted run."""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from littune.cache import CacheMismatch, EmbedOptions, Manifest, embed
+from littune.cli import main
+
+from .tiny_data import TOWER, cli_command, cli_env, load_tower, make_dataset
+
+N_IMAGES, SHARD = 60, 8  # 8 shards, the last one of 4 images
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """In-process runs use one thread, like the subprocess (OMP_NUM_THREADS=1): the same kernels."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.xdist_group("subprocess")
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tower_weights, capsys):
+    csv = make_dataset(tmp_path / "data", N_IMAGES)
+
+    def args(out: Path) -> list[str]:
+        return ["embed", "--data", str(csv), "--out", str(out), "--tower", TOWER, "--checkpoint", str(tower_weights),
+                "--shard-size", str(SHARD), "--batch-size", "4", "--workers", "0", "--views", "1", "--no-progress"]
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    # The real command in a subprocess, slowed to 0.5 s a shard, killed once its first shard is written.
+    victim = subprocess.Popen(cli_command(*args(resumed)), env=cli_env(sleep=0.5), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        with _one_thread():  # meanwhile, the uninterrupted run, here
+            assert main(args(full)) == 0
+        first = resumed / "img_emb" / "img_emb_0.npy"
+        deadline = time.monotonic() + 120
+        while not first.exists():
+            assert victim.poll() is None, f"embed ended before its first shard was written: {victim.stderr.read()}"
+            assert time.monotonic() < deadline, "no shard written within 120 s"
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.stderr.close()
+
+    # The killed run left an unfinished cache: a manifest saying so, some shards missing.
+    m = Manifest.read(resumed)
+    assert m.complete is False
+    done = sorted(p.name for p in (resumed / "img_emb").glob("img_emb_*.npy"))
+    assert "img_emb_0.npy" in done and len(done) < N_IMAGES // SHARD + 1
+
+    capsys.readouterr()
+    with _one_thread():  # the same command again
+        assert main(args(resumed)) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert report["count"] == N_IMAGES and report["n_bad"] == 0
+
+    a, b = _files(full), _files(resumed)
+    assert sorted(a) == sorted(b)
+    assert not [name for name in a if name.endswith(".tmp")]
+    assert len([n for n in a if n.startswith("img_emb_views/")]) == 8
+    for name in a:
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(full / name), np.load(resumed / name), err_msg=name)
+        assert a[name] == b[name], f"{name} differs between the uninterrupted and the resumed run"
+    final = json.loads(a["manifest.json"])
+    assert final["complete"] is True and final["count"] == N_IMAGES and len(final["shards"]) == 8
+
+
+def test_resume_into_a_cache_made_with_other_settings_is_refused(tmp_path, tower, other_tower_weights):
+    csv = make_dataset(tmp_path / "data", 20)
+    out = tmp_path / "cache"
+    opts = dict(shard_size=8, batch_size=8, num_workers=0, progress=False, dtype="float16")
+    embed(str(csv), tower, out, EmbedOptions(**opts))
+    before = (out / "manifest.json").read_text()
+
+    cases = {"dtype": (tower, {"dtype": "float32"}), "shard_size": (tower, {"shard_size": 4}),
+             "views": (tower, {"views": 1}), "fingerprint": (load_tower(other_tower_weights), {})}
+    for field, (t, change) in cases.items():
+        with pytest.raises(CacheMismatch, match=field) as e:
+            embed(str(csv), t, out, EmbedOptions(**{**opts, **change}))
+        assert str(out) in str(e.value)
+    assert (out / "manifest.json").read_text() == before  # the refused runs changed nothing
+
+    # Another data set into the same folder: refused too (source and n_items differ).
+    other_csv = make_dataset(tmp_path / "data2", 12)
+    with pytest.raises(CacheMismatch, match="n_items"):
+        embed(str(other_csv), tower, out, EmbedOptions(**opts))
+
+    # The same settings again: fine, and nothing is re-embedded.
+    stamp = (out / "img_emb" / "img_emb_0.npy").stat().st_mtime_ns
+    embed(str(csv), tower, out, EmbedOptions(**opts))
+    assert (out / "img_emb" / "img_emb_0.npy").stat().st_mtime_ns == stamp

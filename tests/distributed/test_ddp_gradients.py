@@ -1,0 +1,57 @@
+"""Two real processes (torchrun, gloo) give the single-process loss and gradients exactly.
+
+Guards against the classic distributed contrastive bug: gradients silently scaled by the
+world size when embeddings are gathered with autograd (open_clip's --gather-with-grad without
+--local-loss discussion). Every parameter's gradient is compared, for both losses, with and
+without the memory-lean local loss and with the gradient cache.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+CASES = ["softmax:0:0", "softmax:1:0", "sigmoid:0:0", "sigmoid:1:0", "softmax:1:3", "sigmoid:0:2"]
+
+
+def _run(out: Path, nproc: int, cases: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    args = [str(WORKER), str(out), *cases]
+    if nproc == 1:
+        cmd = [sys.executable, *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return torch.load(out)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    # The reference: one process, the whole global batch, no local loss, no gradient cache.
+    one = _run(tmp / "one.pt", 1, ["softmax:0:0", "sigmoid:0:0"])
+    two = _run(tmp / "two.pt", 2, CASES)
+    assert one["world"] == 1 and two["world"] == 2
+    return one["results"], two["results"]
+
+
+@pytest.mark.xdist_group("torchrun")
+@pytest.mark.parametrize("case", CASES)
+def test_two_processes_match_one(runs, case):
+    one, two = runs
+    ref, got = one[f"{case.split(':')[0]}:0:0"], two[case]
+    torch.testing.assert_close(got["loss"], ref["loss"], rtol=1e-5, atol=1e-6)
+    assert set(got["grads"]) == set(ref["grads"])
+    for name, g in ref["grads"].items():
+        assert g.abs().sum() > 0, name
+        # Not scaled by the world size, nor by anything else: equal to the single-process gradient.
+        torch.testing.assert_close(got["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)

@@ -1,0 +1,102 @@
+"""A training run killed after a checkpoint and resumed ends bit-identical to an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from littune.cache import EmbedOptions, embed
+from littune.cli import main
+from littune.train import Trainer, load_config
+from littune.train.checkpoint import latest_checkpoint
+
+from tests.cache.tiny_data import cli_command, cli_env, load_tower, make_dataset, model_overrides
+
+STEPS, EVERY = 24, 6
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, tower_weights) -> Path:
+    root = tmp_path_factory.mktemp("resume_data")
+    csv = make_dataset(root / "data", 40)
+    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
+    return root / "cache"
+
+
+def _overrides(run: Path, cache: Path, weights: Path, tokenizer: Path) -> list[str]:
+    return model_overrides(weights, tokenizer=tokenizer) + [
+        f"data.train_cache={cache}", f"train.out_dir={run}", f"train.steps={STEPS}", "train.batch_size=16",
+        "train.log_every=1", f"train.ckpt_every={EVERY}", "train.keep_checkpoints=2", "train.progress=false",
+        "train.threads=1", "optim.warmup_steps=4", "optim.lr=2e-3"]
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.xdist_group("subprocess")
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_weights, tokenizer_file, capsys):
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    # B: the real command, slowed to 0.15 s a step, killed a little after its first checkpoint.
+    victim = subprocess.Popen(cli_command("train", *_overrides(run_b, cache, tower_weights, tokenizer_file)),
+                              env=cli_env(sleep=0.15), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # A: uninterrupted, meanwhile, in this process.
+        assert main(["train", *_overrides(run_a, cache, tower_weights, tokenizer_file)]) == 0
+        first = run_b / "checkpoints" / f"step_{EVERY:07d}"
+        deadline = time.monotonic() + 120
+        while not first.exists():
+            assert victim.poll() is None, f"training ended before its first checkpoint: {victim.stderr.read()}"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        time.sleep(0.4)  # a few more steps (and metrics rows) past the checkpoint
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.stderr.close()
+
+    stopped_at = int(latest_checkpoint(run_b).name.split("_")[1])
+    assert stopped_at < STEPS and not (run_b / "summary.json").exists()
+    assert not (run_b / "model.safetensors").exists()
+
+    capsys.readouterr()
+    assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["step"] == STEPS
+
+    a, b = load_file(str(run_a / "model.safetensors")), load_file(str(run_b / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resuming from step {stopped_at}"
+
+    # The metrics log holds each step once (rows past the checkpoint were dropped), same values.
+    rows_a, rows_b = _rows(run_a), _rows(run_b)
+    assert [r["step"] for r in rows_b] == list(range(1, STEPS + 1)) == [r["step"] for r in rows_a]
+    for ra, rb in zip(rows_a, rows_b):
+        for key in ("loss", "lr", "temperature", "grad_norm"):
+            assert ra[key] == rb[key], (ra["step"], key)
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run_a, run_b))
+    assert sa["fingerprints"] == sb["fingerprints"]
+
+
+def test_new_run_into_a_folder_with_checkpoints_is_refused(tmp_path, cache, tower_weights, tokenizer_file, capsys):
+    run = tmp_path / "run"
+    overrides = _overrides(run, cache, tower_weights, tokenizer_file) + ["train.steps=3", "train.ckpt_every=2"]
+    Trainer(load_config(None, overrides)).fit()
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(load_config(None, overrides))
+    capsys.readouterr()
+    assert main(["train", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert str(run) in err and "--resume" in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before  # nothing touched
