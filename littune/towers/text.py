@@ -64,9 +64,27 @@ class TextTower(Lockable):
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    length_buckets: int = 4  # encode a batch as this many length-sorted chunks (0/1: off)
+
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         with self.grad_context():
-            return self.features(tokens["input_ids"], tokens["attention_mask"])
+            return self._bucketed(tokens["input_ids"], tokens["attention_mask"])
+
+    def _bucketed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Captions vary in length (Flickr8k: mean 14 tokens, batch maximum ~30): sorting a batch by
+        length and trimming each chunk's padding halves the work. Padding is masked everywhere, so
+        the embeddings are the same as one padded batch's (up to float rounding)."""
+        B = ids.shape[0]
+        lengths = mask.sum(1)
+        if self.length_buckets < 2 or B < 4 * self.length_buckets:
+            return self.features(ids, mask)
+        order = torch.argsort(lengths, stable=True)
+        outs = []
+        for chunk in order.tensor_split(self.length_buckets):
+            L = int(lengths[chunk].max())  # right padding: the first L positions hold every token
+            outs.append(self.features(ids[chunk, :L], mask[chunk, :L]))
+        out = torch.cat(outs)  # (B, D) in sorted order
+        return out[torch.argsort(order)]
 
     def fingerprint(self) -> str:
         return fingerprint(self)

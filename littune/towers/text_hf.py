@@ -19,6 +19,7 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(spec, use_fast=True)
+    tok.padding_side = "right"  # TextTower trims right padding per length bucket
     limit = getattr(tok, "model_max_length", None) or 512
     ctx = min(context_length or 64, limit if limit < 100_000 else 512)
 
