@@ -6,6 +6,7 @@ and class-name text embeddings are computed once per evaluation.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -38,9 +39,9 @@ def folder_features(tower: ImageTower, root: str | Path, cache_root: str | Path 
     Cached (and reused) for a locked tower; computed live otherwise. Unreadable images are
     skipped, reported, and left out of the metrics' ``n``.
     """
-    root = Path(root).resolve()
+    root = Path(os.path.abspath(root))  # abspath, not resolve: class folders may be symlinks
     paths, labels, folders = list_labelled_images(root)
-    keys = [str(Path(p).resolve().relative_to(root)) for p in paths]
+    keys = [os.path.relpath(os.path.abspath(p), root) for p in paths]
     label_of = dict(zip(keys, labels))
     if tower.locked:
         out = _cache_dir(cache_root, f"folder:{root}", tower)

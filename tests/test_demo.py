@@ -1,0 +1,42 @@
+"""The main job end to end: `littune demo --quick` on a small slice of ../shared/data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from littune.cli import main
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_quick_demo_end_to_end(shared_data, tmp_path, capsys):
+    out, cache = tmp_path / "runs", tmp_path / "cache"
+    args = ["demo", "--quick", "--data", str(shared_data), "--out", str(out), "--cache", str(cache),
+            "--json", "--no-progress"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("run_dir", "flickr8k_test", "flowers_zeroshot_top1", "flowers_probe_top1", "wall_s"):
+        assert key in result
+    f = result["flickr8k_test"]
+    assert set(f) >= {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"}
+    assert all(0.0 <= v <= 1.0 for v in f.values())
+    assert f["i2t_r1"] <= f["i2t_r5"] <= f["i2t_r10"] and f["t2i_r1"] <= f["t2i_r5"] <= f["t2i_r10"]
+    # 200 test images / 1,000 captions: chance R@10 is 0.05 and 0.01; the slice learns far more.
+    assert f["i2t_r10"] > 0.25 and f["t2i_r10"] > 0.15
+    # The locked Lite0 features separate the five flowers almost perfectly with a linear probe.
+    assert result["flowers_probe_top1"] > 0.7
+    assert 0.0 <= result["flowers_zeroshot_top1"] <= 1.0
+    run = result["run_dir"]
+    assert (json.loads((Path(run) / "demo.json").read_text())["run_dir"] == run)
+    for name in ("report.md", "metrics.json", "training_curves.png", "flickr8k_test_retrieval_recall.png",
+                 "flowers_zero_shot_confusion.png", "flowers_zero_shot_per_class.png"):
+        assert (Path(run) / "report" / name).is_file(), name
+
+    # The run directory is all other commands need; the second evaluation reuses the cache.
+    images = tmp_path / "runs" / "quick_data" / "flowers" / "test"
+    assert main(["eval", "zeroshot", "--model", run, "--images", str(images), "--cache", str(cache),
+                 "--templates", "flowers", "--json", "--no-progress"]) == 0
+    z = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert z["n"] == 100 and {"top1", "top5", "n"} <= set(z)
