@@ -44,11 +44,11 @@ def tower_features(tower, images: Sequence, batch_size: int = 64, num_workers: i
     from tqdm.auto import tqdm
 
     from .cache.items import ImageItem
-    from .cache.writer import DecodeDataset, _collate
+    from .cache.writer import DecodeDataset, collate_decoded
 
     items = [ImageItem(str(i), im) for i, im in enumerate(images)]
     ds = DecodeDataset(items, 0, tower.preprocess.transform(), None, 0, 0, 89_478_485)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded)
     was_training = tower.training
     tower.eval()
     feats, kept, bad = [], [], []

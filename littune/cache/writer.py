@@ -67,7 +67,7 @@ class DecodeDataset(Dataset):
         return i, torch.stack(x), ""  # (1+V, 3, H, W)
 
 
-def _collate(batch):
+def collate_decoded(batch):
     good = [(i, x) for i, x, _ in batch if x is not None]
     bad = [(i, r) for i, x, r in batch if x is None]
     if not good:
@@ -110,7 +110,7 @@ def _embed_shard(tower: ImageTower, items: list[ImageItem], offset: int, opts: E
     ds = DecodeDataset(items, offset, tower.preprocess.transform(), tower.preprocess.train_transform(),
                        opts.views, opts.seed, opts.max_pixels)
     workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
-    loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=_collate,
+    loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=collate_decoded,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     kept, embs, view_embs, bad = [], [], [], []
     np_dtype = np.dtype(opts.dtype)

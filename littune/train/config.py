@@ -30,6 +30,8 @@ class DataConfig:
     image_col: str = "image"
     caption_col: str = "caption"
     num_workers: int = 1  # image decoding workers (live path and embedding)
+    stream: bool = False  # live path, WebDataset shards: stream them (littune/train/stream.py), never all in memory
+    stream_buffer: int = 1000  # data.stream: shuffle buffer of encoded samples per DataLoader worker
     embed_batch_size: int = 64
 
 

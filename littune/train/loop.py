@@ -76,7 +76,13 @@ class Trainer:
 
         image_tower = cfg.model.image.build()
         self.cached = image_tower.locked and cfg.data.use_cache
-        if self.cached:
+        self.streamed = cfg.data.stream  # WebDataset shards streamed, never listed or loaded (train/stream.py)
+        if self.streamed:
+            from .stream import check_stream, stream_captions
+
+            check_stream(cfg, self.cached)
+            captions = stream_captions(cfg.data)  # lazy: read only to train a scratch tokenizer
+        elif self.cached:
             cache = open_cache(cfg.data, image_tower, "train", progress=t.progress)
             captions = cache.captions
             shutil.copy(cache.folder / "manifest.json", self.run_dir / "cache_manifest.json")
@@ -90,14 +96,17 @@ class Trainer:
         self.model: LiTModel = cfg.model.build(image_tower, tokenizer=tokenizer)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0
-        self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
-                                     cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
-        if self.cached:
-            self.batches = CachedBatches(cache, self.schedule)
+        transform = (image_tower.preprocess.train_transform() if cfg.data.augment
+                     else image_tower.preprocess.transform())  # live and streamed images
+        if self.streamed:  # the stream is its own schedule: its position is the step
+            from .stream import StreamingBatches
+
+            self.schedule = self.batches = StreamingBatches.from_config(cfg, transform, self.rank, self.world)
         else:
-            transform = (image_tower.preprocess.train_transform() if cfg.data.augment
-                         else image_tower.preprocess.transform())
-            self.batches = LiveBatches(items, self.schedule, transform, cfg.data.num_workers)
+            self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
+                                         cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
+            self.batches = (CachedBatches(cache, self.schedule) if self.cached
+                            else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
         # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
         self.model.logit_bias.requires_grad_(self.loss_fn.uses_bias)
@@ -205,6 +214,10 @@ class Trainer:
             save_model(self.model, self.run_dir)
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             self.log.close()
+            from ..evaluate.summary import build_report
+
+            build_report(self.run_dir / "report", f"training run {self.cfg.name}",
+                         {"dev retrieval": summary["dev"]} if "dev" in summary else {}, run_dir=self.run_dir)
         distributed.barrier()
         return summary
 
