@@ -41,6 +41,14 @@ class HFTextTower(TextTower):
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)  # (B, T, D) -> (B, D)
 
+    def set_lock(self, mode: str, locked_blocks: int = 0) -> None:
+        super().set_lock(mode, locked_blocks)
+        # BERT's pooler (dense + tanh on [CLS]) is never used by mean/CLS pooling: a trainable
+        # parameter without gradients would stall DDP, and AdamW would skip it anyway.
+        pooler = getattr(self.model, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(False)
+
     def layer_groups(self) -> list[nn.Module]:
         m = self.model
         if hasattr(m, "encoder") and hasattr(m.encoder, "block"):  # T5 encoder

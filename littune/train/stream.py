@@ -13,7 +13,8 @@ is not locked. The cached path needs no streaming: cached embeddings are read by
 
 Each process reads its own shards (``train.batch_size / world`` samples a step) and each of its
 workers makes whole batches: batch j of a process comes from worker ``j % workers`` (the DataLoader
-takes batches from its workers in turn). A batch always holds ``local_batch`` good samples: bad
+takes batches from its workers in turn; the first batches of a resumed run, which may arrive out of
+turn, are put back in order). A batch always holds ``local_batch`` good samples: bad
 images are replaced by the next samples and reported in ``batch["bad"]``, so every process
 contributes the same number of rows to the gathered global batch.
 
@@ -27,7 +28,9 @@ are unchanged (each one changes which sample lands in which batch).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,14 +42,15 @@ from .config import ConfigError, DataConfig, ExperimentConfig
 
 
 def is_webdataset_spec(spec: str | None) -> bool:
+    """Whether ``open_source`` reads ``spec`` as WebDataset shards (missing shards are reported later)."""
     if not spec:
         return False
-    from ..data.sources import open_source
-
-    try:
-        return isinstance(open_source(spec), WebDatasetSource)
-    except (ValueError, FileNotFoundError):
-        return False
+    text, lower = str(spec), str(spec).lower()
+    if os.path.isdir(text):
+        folder = Path(text)
+        is_flickr = (folder / "captions.csv").is_file() and (folder / "splits").is_dir()
+        return not is_flickr and any(folder.glob("*.tar"))
+    return lower.endswith(".tar") or ("{" in text and ".tar" in lower) or "::" in text
 
 
 def check_stream(cfg: ExperimentConfig, cached: bool) -> None:
@@ -69,6 +73,9 @@ def stream_captions(cfg: DataConfig) -> Iterator[list[str]]:
         yield [record.caption]
 
 
+MAX_BAD_IN_A_ROW = 10_000  # a stream of nothing but bad samples would otherwise loop forever
+
+
 class _BatchStream(IterableDataset):
     """In each worker: whole batches j = worker, worker + workers, ...; those before ``start`` skipped."""
 
@@ -78,7 +85,7 @@ class _BatchStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         worker, workers = worker_slot()
         records = self.data.stream_records(worker, workers)
-        j = worker
+        j, bad_in_a_row = worker, 0
         while True:
             skip = j < self.start
             if not skip:  # augmentation depends on (seed, rank, batch) only, not on resuming
@@ -91,7 +98,12 @@ class _BatchStream(IterableDataset):
                 out = rec if isinstance(rec, Bad) else self.data.decode(rec, apply_transform=not skip)
                 if isinstance(out, Bad):
                     bad.append(tuple(out))
+                    bad_in_a_row += 1
+                    if bad_in_a_row > MAX_BAD_IN_A_ROW:
+                        raise RuntimeError(f"rank {self.data.rank} worker {worker}: {bad_in_a_row} unusable samples "
+                                           f"in a row (last: {out.key}: {out.reason}); is data.train the right data?")
                     continue
+                bad_in_a_row = 0
                 keys.append(out.key)
                 captions.append(out.caption)
                 pixels.append(out.image)

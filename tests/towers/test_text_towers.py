@@ -218,3 +218,14 @@ def test_text_registry():
     assert "Did you mean 'minilm'" in e.value.args[0]
     with pytest.raises(KeyError, match="scratch:x"):
         create_text_tower("scratch:x")
+
+
+def test_every_trainable_parameter_of_minilm_gets_a_gradient():
+    """DDP needs it: a trainable parameter without gradient (BERT's unused pooler) stalls its buckets."""
+    from littune.towers import create_text_tower
+
+    tower = create_text_tower("minilm", lock="U", locked_blocks=2)
+    tower(tower.tokenizer(["a dog runs on the grass", "two people"])).sum().backward()
+    missing = [n for n, p in tower.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    assert not tower.model.pooler.dense.weight.requires_grad

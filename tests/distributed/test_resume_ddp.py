@@ -1,0 +1,122 @@
+"""`littune train` under a 2-process torchrun: killed after a checkpoint and resumed with 2
+processes it ends bit-identical to an uninterrupted 2-process run; checkpoints and metrics are
+written once (by rank 0); and 2 processes train the same model as 1 on the same global batch."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from littune.cache import EmbedOptions, embed
+from littune.train import Trainer, load_config
+from littune.train.checkpoint import list_checkpoints
+
+from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
+from tests.cache.tiny_data import _BOOT, load_tower, make_dataset, model_overrides
+from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
+
+STEPS, EVERY, BATCH = 12, 4, 16  # global batch 16: 8 rows per process
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tower_weights, tokenizer_file):  # noqa: F811
+    root = tmp_path_factory.mktemp("resume_ddp")
+    csv = make_dataset(root / "data", 40)
+    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
+    boot = root / "boot.py"
+    boot.write_text(_BOOT)
+
+    def overrides(run: Path) -> list[str]:
+        return model_overrides(tower_weights, tokenizer=tokenizer_file) + [
+            f"data.train_cache={root / 'cache'}", f"train.out_dir={run}", f"train.steps={STEPS}",
+            f"train.batch_size={BATCH}", "train.log_every=1", f"train.ckpt_every={EVERY}", "train.keep_checkpoints=2",
+            "train.progress=false", "train.threads=1", "optim.warmup_steps=3", "optim.lr=2e-3"]
+
+    return root, boot, overrides
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def two(setup):
+    """The uninterrupted 2-process run, started at once; ``_two`` waits for it."""
+    root, boot, overrides = setup
+    run = Launched(torchrun(boot, ["train", *overrides(root / "two")]), root / "two")
+    yield run
+    run.stop()
+
+
+def _two(two: Launched) -> Path:
+    run = two.result()
+    report = json.loads(two.stdout.splitlines()[-1])  # printed once, by rank 0
+    assert report["world_size"] == 2 and report["step"] == STEPS and len(two.stdout.splitlines()) == 1
+    return run
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two):
+    root, boot, overrides = setup
+    run = root / "resumed"
+    # Slowed to 0.5 s a step; killed (torchrun and both workers) a little after its first checkpoint,
+    # while the uninterrupted run (the fixture) goes on beside it.
+    victim = torchrun(boot, ["train", *overrides(run)], sleep=0.5)
+    try:
+        first = run / "checkpoints" / f"step_{EVERY:07d}"
+        deadline = time.monotonic() + 120
+        while not first.exists():
+            assert victim.poll() is None, f"training ended before its first checkpoint: {victim.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the next step (metrics rows past the checkpoint)
+    finally:
+        kill_tree(victim)
+        victim.stdout.close()
+        victim.stderr.close()
+
+    stopped_at = int(list_checkpoints(run)[-1].name.split("_")[1])
+    assert stopped_at < STEPS and not (run / "model.safetensors").exists()
+
+    out = finish(torchrun(boot, ["train", *overrides(run), "--resume"]))
+    assert json.loads(out.splitlines()[-1])["step"] == STEPS
+    two = _two(two)
+
+    a, b = _weights(two), _weights(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resuming from step {stopped_at}"
+
+    for r in (two, run):
+        # Written once, by rank 0: each step's metrics row once, the checkpoints kept, no leftovers.
+        rows = _rows(r)
+        assert [row["step"] for row in rows] == list(range(1, STEPS + 1))
+        assert [p.name for p in list_checkpoints(r)] == [f"step_{s:07d}" for s in (8, 12)]
+        assert not list((r / "checkpoints").glob(".tmp*"))
+        assert json.loads((r / "summary.json").read_text())["world_size"] == 2
+    for ra, rb in zip(_rows(two), _rows(run)):
+        for key in ("loss", "lr", "temperature", "grad_norm"):
+            assert ra[key] == rb[key], (ra["step"], key)
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_two_processes_train_the_one_process_model(setup, two):
+    root, _, overrides = setup
+    two = _two(two)
+    summary = Trainer(load_config(None, overrides(root / "one"))).fit()  # here, 1 process, same global batch
+    assert summary["world_size"] == 1
+    one_w, two_w = _weights(root / "one"), _weights(two)
+    assert one_w.keys() == two_w.keys()
+    for k in one_w:  # DDP averages exact gradients: equal up to float summation order
+        torch.testing.assert_close(two_w[k], one_w[k], rtol=1e-4, atol=1e-5, msg=k)
+    rows1, rows2 = _rows(root / "one"), _rows(two)
+    for r1, r2 in zip(rows1, rows2):
+        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4), r1["step"]
