@@ -121,11 +121,11 @@ def run_demo(opts: DemoOptions) -> dict:
                            "flowers linear probe": probe}, run_dir=run_dir)
     result = {
         "run_dir": str(run_dir),
-        "flickr8k_test": {k: retrieval[k] for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")},
-        "flowers_zeroshot_top1": zeroshot["top1"],
-        "flowers_zeroshot_per_class": zeroshot["per_class"],
-        "flowers_probe_top1": probe["top1"],
-        "temperature": model.temperature,
+        "flickr8k_test": {k: round(retrieval[k], 4) for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")},
+        "flowers_zeroshot_top1": round(zeroshot["top1"], 4),
+        "flowers_zeroshot_per_class": {k: round(v, 4) for k, v in zeroshot["per_class"].items()},
+        "flowers_probe_top1": round(probe["top1"], 4),
+        "temperature": round(model.temperature, 2),
         "steps": cfg.train.steps,
         "batch_size": cfg.train.batch_size,
         "text_tower": cfg.model.text.name,
