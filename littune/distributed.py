@@ -73,11 +73,23 @@ def local_offset(local_batch: int) -> int:
 
 
 def init_from_env() -> bool:
-    """Initialise the process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+    """Initialise the process group when launched by torchrun: gloo for CPU tensors and, where
+    CUDA is available, NCCL for GPU tensors (one process per GPU, chosen by LOCAL_RANK)."""
     if "RANK" not in os.environ or is_distributed():
         return is_distributed()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    if backend == "nccl":
+    if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group("gloo")
     return True
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto': this process's GPU when CUDA is available (LOCAL_RANK under torchrun), else the CPU."""
+    if name == "auto":
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' asked for, but CUDA is not available here")
+    return device

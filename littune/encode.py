@@ -17,7 +17,8 @@ def encode_texts(model: LiTModel, texts: Sequence[str], batch_size: int = 256) -
     """(N,) strings -> (N, E) L2-normalised text embeddings."""
     was_training = model.training
     model.eval()
-    out = [model.encode_text(model.tokenize(list(texts[i:i + batch_size])))
+    device = model.logit_scale.device
+    out = [model.encode_text({k: v.to(device) for k, v in model.tokenize(list(texts[i:i + batch_size])).items()}).cpu()
            for i in range(0, len(texts), batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, model.embed_dim)
@@ -28,9 +29,15 @@ def encode_features(model: LiTModel, features: torch.Tensor, batch_size: int = 4
     """(N, D_img) tower features (e.g. from the cache) -> (N, E) L2-normalised image embeddings."""
     was_training = model.training
     model.eval()
-    out = [model.encode_image_features(features[i:i + batch_size]) for i in range(0, len(features), batch_size)]
+    device = model.logit_scale.device
+    out = [model.encode_image_features(features[i:i + batch_size].to(device)).cpu()
+           for i in range(0, len(features), batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, model.embed_dim)
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 @torch.no_grad()
@@ -55,7 +62,7 @@ def tower_features(tower, images: Sequence, batch_size: int = 64, num_workers: i
     for idx, x, b in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
         bad += [(items[i].key, reason) for i, reason in b]
         if idx:
-            feats.append(tower(x[:, 0]).float())
+            feats.append(tower(x[:, 0].to(_device(tower))).float().cpu())
             kept += idx
     tower.train(was_training)
     return (torch.cat(feats) if feats else torch.zeros(0, tower.embed_dim)), kept, bad

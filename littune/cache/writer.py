@@ -118,7 +118,8 @@ def _embed_shard(tower: ImageTower, items: list[ImageItem], offset: int, opts: E
         bad += b
         if idx:
             B, V1 = x.shape[:2]
-            feats = tower(x.flatten(0, 1)).float().view(B, V1, -1)  # (B, 1+V, D)
+            device = next(tower.parameters()).device
+            feats = tower(x.flatten(0, 1).to(device)).float().cpu().view(B, V1, -1)  # (B, 1+V, D)
             kept += idx
             embs.append(feats[:, 0].numpy().astype(np_dtype))
             if opts.views:

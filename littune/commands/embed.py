@@ -21,6 +21,7 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--image-col", default="image")
     p.add_argument("--caption-col", default="caption")
     p.add_argument("--root", default=None, help="folder that relative image paths start from")
+    p.add_argument("--device", default="auto", help="auto (GPU when CUDA is available) | cpu | cuda[:N]")
     p.add_argument("--no-progress", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
@@ -29,7 +30,7 @@ def _embed(p: argparse.ArgumentParser):
         from ..towers import create_image_tower
 
         distributed.init_from_env()
-        tower = create_image_tower(a.tower, checkpoint=a.checkpoint, lock="L")
+        tower = create_image_tower(a.tower, checkpoint=a.checkpoint, lock="L").to(distributed.resolve_device(a.device))
         kwargs = {}
         if a.data.endswith((".csv", ".tsv", ".jsonl")):
             kwargs = {"image_col": a.image_col, "caption_col": a.caption_col, "root": a.root}

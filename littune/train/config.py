@@ -64,6 +64,7 @@ class TrainConfig:
     ckpt_every: int = 100
     keep_checkpoints: int = 2
     threads: int = 0  # torch threads (0: all cores)
+    device: str = "auto"  # auto (this process's GPU if CUDA is available, else cpu) | cpu | cuda[:N]
     progress: bool = True
 
 

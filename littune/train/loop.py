@@ -74,7 +74,8 @@ class Trainer:
         seed_everything(t.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-        image_tower = cfg.model.image.build()
+        self.device = distributed.resolve_device(t.device)
+        image_tower = cfg.model.image.build().to(self.device)  # the cache is embedded on the device too
         self.cached = image_tower.locked and cfg.data.use_cache
         self.streamed = cfg.data.stream  # WebDataset shards streamed, never listed or loaded (train/stream.py)
         if self.streamed:
@@ -93,7 +94,7 @@ class Trainer:
         if tokenizer is not None:
             cfg.model.text.tokenizer = "tokenizer"  # relative to the run directory (see runs.load_run)
         seed_everything(t.seed)  # embedding a missing cache above draws random numbers: same init either way
-        self.model: LiTModel = cfg.model.build(image_tower, tokenizer=tokenizer)
+        self.model: LiTModel = cfg.model.build(image_tower, tokenizer=tokenizer).to(self.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0
         transform = (image_tower.preprocess.train_transform() if cfg.data.augment
@@ -115,7 +116,8 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.forward = DistributedDataParallel(self.forward, broadcast_buffers=False)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids, broadcast_buffers=False)
         from .optim import build_optimizer, build_scheduler
 
         self.optimizer = build_optimizer(self.model, cfg)
@@ -137,9 +139,10 @@ class Trainer:
     def train_step(self, batch: dict) -> dict:
         t = self.cfg.train
         self.model.train()
-        tokens = self.model.tokenize(batch["captions"])
-        image_kw = ({"pixels": batch["pixels"]} if batch.get("pixels") is not None
-                    else {"image_features": batch["image_features"]})
+        dev = self.device
+        tokens = {k: v.to(dev, non_blocking=True) for k, v in self.model.tokenize(batch["captions"]).items()}
+        image_kw = ({"pixels": batch["pixels"].to(dev, non_blocking=True)} if batch.get("pixels") is not None
+                    else {"image_features": batch["image_features"].to(dev, non_blocking=True)})
         bf16 = t.precision == "bf16"
         self.optimizer.zero_grad(set_to_none=True)
         try:

@@ -39,12 +39,27 @@ class StepForward(nn.Module):
         return img, txt, scale, bias
 
 
-def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def _device_type(tokens: dict) -> str:
+    return tokens["input_ids"].device.type
+
+
+def _autocast(enabled: bool, device_type: str = "cpu"):
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _rng_state(device_type: str):
+    """The RNG states dropout draws from: the CPU's, and the GPU's when training on one."""
+    return (torch.get_rng_state(), torch.cuda.get_rng_state() if device_type == "cuda" else None)
+
+
+def _set_rng_state(state) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1])
 
 
 def plain_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: dict, bf16: bool) -> torch.Tensor:
-    with _autocast(bf16):
+    with _autocast(bf16, _device_type(tokens)):
         img, txt, scale, bias = fwd(tokens, **image_kw)
     loss = loss_fn(img.float(), txt.float(), scale.float(), bias.float())
     _check(loss)
@@ -66,15 +81,16 @@ def grad_cache_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: d
 
     # 1. text embeddings without a graph, remembering each chunk's RNG state (dropout masks).
     states, parts = [], []
-    with torch.no_grad(), _autocast(bf16):
+    dev = _device_type(tokens)
+    with torch.no_grad(), _autocast(bf16, dev):
         for sl in chunks:
-            states.append(torch.get_rng_state())
+            states.append(_rng_state(dev))
             parts.append(inner(_slice(tokens, sl), text_only=True)[0].float())
     z_txt = torch.cat(parts).requires_grad_(True)  # (B, E) leaf
 
     # 2. full-batch loss; its gradient w.r.t. the text embeddings, the image side and the scalars.
     #    (No parameter gradients here, so the unwrapped module is used and DDP is not involved.)
-    with _autocast(bf16):
+    with _autocast(bf16, dev):
         img, _, scale, bias = inner(None, **image_kw)
     img, scale, bias = img.float(), scale.float(), bias.float()
     loss = loss_fn(img, z_txt, scale, bias)
@@ -87,13 +103,13 @@ def grad_cache_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: d
 
     # 3. re-run each chunk with its graph; the last backward also carries the image side and the
     #    scalars, and (under DDP) synchronises the accumulated gradients once.
-    after = torch.get_rng_state()
+    after = _rng_state(dev)
     for i, (sl, state) in enumerate(zip(chunks, states)):
         last = i == len(chunks) - 1
-        torch.set_rng_state(state)
+        _set_rng_state(state)
         ctx = contextlib.nullcontext() if last else no_sync()
         with ctx:
-            with _autocast(bf16):
+            with _autocast(bf16, dev):
                 if last:
                     img, txt, scale, bias = fwd(_slice(tokens, sl), **image_kw)
                 else:
@@ -109,7 +125,7 @@ def grad_cache_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: d
             elif ddp:
                 surrogate = surrogate + 0.0 * (scale.float() + bias.float())  # DDP: every parameter used
             surrogate.backward()
-    torch.set_rng_state(after)
+    _set_rng_state(after)
     return loss.detach()
 
 
