@@ -52,9 +52,10 @@ def tower_features(tower, images: Sequence, batch_size: int = 64, num_workers: i
 
     from .cache.items import ImageItem
     from .cache.writer import DecodeDataset, collate_decoded
+    from .data.images import DEFAULT_MAX_PIXELS
 
     items = [ImageItem(str(i), im) for i, im in enumerate(images)]
-    ds = DecodeDataset(items, 0, tower.preprocess.transform(), None, 0, 0, 89_478_485)
+    ds = DecodeDataset(items, 0, tower.preprocess.transform(), None, 0, 0, DEFAULT_MAX_PIXELS)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded)
     was_training = tower.training
     tower.eval()

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import distributed as dist_utils
-from ..data.images import BadImage, BadInputLog, load_image
+from ..data.images import DEFAULT_MAX_PIXELS, BadImage, BadInputLog, load_image
 from ..towers import ImageTower
 from .items import ImageItem
 from .manifest import CacheMismatch, Manifest
@@ -37,7 +37,7 @@ class EmbedOptions:
     batch_size: int = 64
     num_workers: int | None = None  # None: one per spare core (at least 1)
     seed: int = 0
-    max_pixels: int = 89_478_485
+    max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
 
 
@@ -199,21 +199,8 @@ def finalize(out: Path, manifest: Manifest, bad_rows: BadInputLog | None = None)
         n = int(np.load(out / "img_emb" / f"img_emb_{k}.npy", mmap_mode="r").shape[0])
         shards.append({"index": k, "count": n, "start": start, "end": start + n})
         start += n
-        bad_file = out / "bad" / f"bad_{k}.tsv"
-        for key, path, reason, detail in _read_bad(bad_file):
-            merged.add(key, path, reason, detail)
+        for row in BadInputLog.read(out / "bad" / f"bad_{k}.tsv"):
+            merged.add(row.key, row.path, row.reason, row.detail)
     merged.write(out / "bad_inputs.tsv")
     manifest.shards, manifest.count, manifest.n_bad, manifest.complete = shards, start, len(merged), True
     manifest.write(out)
-
-
-def _read_bad(path: Path):
-    import csv
-
-    if not path.is_file():
-        return
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = csv.reader(f, delimiter="\t")
-        next(rows, None)  # header
-        for row in rows:
-            yield (row + ["", "", "", ""])[:4]

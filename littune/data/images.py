@@ -181,6 +181,17 @@ class BadInputLog:
     def __iter__(self):
         return iter(self.items)
 
+    @classmethod
+    def read(cls, path: str | Path) -> "BadInputLog":
+        """Read a TSV report written by ``write`` (a missing file is an empty log)."""
+        log = cls()
+        path = Path(path)
+        if path.is_file():
+            with path.open(encoding="utf-8", newline="") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    log.add(row["key"], row["path"], row["reason"], row.get("detail") or "")
+        return log
+
     def write(self, path: str | Path) -> Path:
         """Write the report. A directory gets ``bad_inputs.tsv``; ``*.jsonl`` writes JSON lines.
 

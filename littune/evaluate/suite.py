@@ -16,6 +16,7 @@ from ..cache.items import ImageItem
 from ..cache.writer import embed_items
 from ..cache.manifest import Manifest
 from ..data.folders import list_labelled_images
+from ..data.images import BadInputLog
 from ..encode import encode_features, encode_texts, tower_features
 from ..model import LiTModel
 from ..towers import ImageTower
@@ -51,7 +52,7 @@ def folder_features(tower: ImageTower, root: str | Path, cache_root: str | Path 
         cache = EmbeddingCache(out)
         cache.check(tower)
         feats, kept_keys = cache.all(), cache.keys
-        bad = _read_bad(out)
+        bad = [{"key": b.key, "reason": b.reason} for b in BadInputLog.read(out / "bad_inputs.tsv")]
     else:
         feats, kept, bad_rows = tower_features(tower, paths, progress=progress, desc=f"embed {root.name}")
         kept_keys = [keys[i] for i in kept]
@@ -65,16 +66,6 @@ def _complete(folder: Path) -> bool:
         return Manifest.read(folder).complete
     except FileNotFoundError:
         return False
-
-
-def _read_bad(folder: Path) -> list[dict]:
-    import csv
-
-    path = folder / "bad_inputs.tsv"
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8", newline="") as f:
-        return [{"key": r["key"], "reason": r["reason"]} for r in csv.DictReader(f, delimiter="\t")]
 
 
 def eval_zeroshot(model: LiTModel, images: str | Path, classnames_file: str | None = None,

@@ -5,7 +5,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from littune.cache import CacheMismatch, EmbedOptions, Manifest, embed
 from littune.cli import main
 
-from .tiny_data import TOWER, cli_command, cli_env, load_tower, make_dataset
+from .tiny_data import TOWER, cli_command, cli_env, load_tower, make_dataset, wait_for_file
 
 N_IMAGES, SHARD = 60, 8  # 8 shards, the last one of 4 images
 
@@ -50,12 +49,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tower_weights, cap
     try:
         with _one_thread():  # meanwhile, the uninterrupted run, here
             assert main(args(full)) == 0
-        first = resumed / "img_emb" / "img_emb_0.npy"
-        deadline = time.monotonic() + 120
-        while not first.exists():
-            assert victim.poll() is None, f"embed ended before its first shard was written: {victim.stderr.read()}"
-            assert time.monotonic() < deadline, "no shard written within 120 s"
-            time.sleep(0.02)
+        wait_for_file(resumed / "img_emb" / "img_emb_0.npy", victim, "shard")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     finally:

@@ -137,3 +137,14 @@ def cli_env(sleep: float = 0.0) -> dict:
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
+
+
+def wait_for_file(path: Path, proc, what: str, timeout: float = 120.0) -> None:
+    """Poll until ``proc`` writes ``path`` (a shard, a checkpoint); fail if it ends or stalls first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"ended before its first {what}: {proc.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
+        time.sleep(0.02)

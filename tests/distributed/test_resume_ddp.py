@@ -16,7 +16,7 @@ from littune.train import Trainer, load_config
 from littune.train.checkpoint import list_checkpoints
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
-from tests.cache.tiny_data import _BOOT, load_tower, make_dataset, model_overrides
+from tests.cache.tiny_data import _BOOT, load_tower, make_dataset, model_overrides, wait_for_file
 from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
 
 STEPS, EVERY, BATCH = 12, 4, 16  # global batch 16: 8 rows per process
@@ -71,12 +71,7 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two):
     # while the uninterrupted run (the fixture) goes on beside it.
     victim = torchrun(boot, ["train", *overrides(run)], sleep=0.5)
     try:
-        first = run / "checkpoints" / f"step_{EVERY:07d}"
-        deadline = time.monotonic() + 120
-        while not first.exists():
-            assert victim.poll() is None, f"training ended before its first checkpoint: {victim.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.02)
+        wait_for_file(run / "checkpoints" / f"step_{EVERY:07d}", victim, "checkpoint")
         time.sleep(0.3)  # into the next step (metrics rows past the checkpoint)
     finally:
         kill_tree(victim)

@@ -16,7 +16,7 @@ from littune.cli import main
 from littune.train import Trainer, load_config
 from littune.train.checkpoint import latest_checkpoint
 
-from tests.cache.tiny_data import cli_command, cli_env, load_tower, make_dataset, model_overrides
+from tests.cache.tiny_data import cli_command, cli_env, load_tower, make_dataset, model_overrides, wait_for_file
 
 STEPS, EVERY = 24, 6
 
@@ -49,12 +49,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     try:
         # A: uninterrupted, meanwhile, in this process.
         assert main(["train", *_overrides(run_a, cache, tower_weights, tokenizer_file)]) == 0
-        first = run_b / "checkpoints" / f"step_{EVERY:07d}"
-        deadline = time.monotonic() + 120
-        while not first.exists():
-            assert victim.poll() is None, f"training ended before its first checkpoint: {victim.stderr.read()}"
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.02)
+        wait_for_file(run_b / "checkpoints" / f"step_{EVERY:07d}", victim, "checkpoint")
         time.sleep(0.4)  # a few more steps (and metrics rows) past the checkpoint
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
