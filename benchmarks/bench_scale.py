@@ -55,7 +55,7 @@ def make_cache(folder: Path) -> Path:
 
     from littune.cache.items import ImageItem
     from littune.cache.manifest import Manifest
-    from littune.cache.writer import _save_atomic, _save_npy, _write_metadata, finalize
+    from littune.cache.writer import save_atomic, save_npy, _write_metadata, finalize
     from littune.data.flickr8k import Flickr8k
     from littune.towers import create_image_tower
 
@@ -71,7 +71,7 @@ def make_cache(folder: Path) -> Path:
     m.write(folder)
     feats = np.random.default_rng(0).standard_normal((n, tower.embed_dim), dtype=np.float32).astype(np.float16)
     _write_metadata(folder / "metadata" / "metadata_0.parquet", items)
-    _save_atomic(folder / "img_emb" / "img_emb_0.npy", lambda p: _save_npy(p, feats))
+    save_atomic(folder / "img_emb" / "img_emb_0.npy", lambda p: save_npy(p, feats))
     finalize(folder, m)
     return folder
 

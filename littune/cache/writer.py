@@ -75,14 +75,14 @@ def collate_decoded(batch):
     return [i for i, _ in good], torch.stack([x for _, x in good]), bad
 
 
-def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def save_atomic(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object: np.save would append .npy to the .tmp name
         np.save(f, array)
 
@@ -101,7 +101,7 @@ def _write_metadata(path: Path, items: list[ImageItem]) -> None:
         "caption": [it.captions[0] if it.captions else "" for it in items],
         "captions": [list(it.captions) for it in items],
     })
-    _save_atomic(path, lambda p: pq.write_table(table, p))
+    save_atomic(path, lambda p: pq.write_table(table, p))
 
 
 @torch.inference_mode()
@@ -158,11 +158,11 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
         log = BadInputLog()
         for i, (reason, detail) in bad:
             log.add(shard[i].key, shard[i].image_path, reason, detail)
-        _save_atomic(out / "bad" / f"bad_{k}.tsv", lambda p: log.write(p))
+        save_atomic(out / "bad" / f"bad_{k}.tsv", lambda p: log.write(p))
         _write_metadata(out / "metadata" / f"metadata_{k}.parquet", [shard[i] for i in kept])
         if views is not None:
-            _save_atomic(out / "img_emb_views" / f"img_emb_{k}.npy", lambda p: _save_npy(p, views))
-        _save_atomic(out / "img_emb" / f"img_emb_{k}.npy", lambda p: _save_npy(p, emb))  # last
+            save_atomic(out / "img_emb_views" / f"img_emb_{k}.npy", lambda p: save_npy(p, views))
+        save_atomic(out / "img_emb" / f"img_emb_{k}.npy", lambda p: save_npy(p, emb))  # last
     bar.close()
     if world > 1:
         import torch.distributed as dist

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["list_labelled_images", "IMAGE_EXTENSIONS"]
+__all__ = ["list_labelled_images", "list_images", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -16,6 +16,19 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 def _hidden(parts: tuple[str, ...]) -> bool:
     # Hidden entries (.DS_Store, ._foo.jpg from macOS archives, .ipynb_checkpoints) are not data.
     return any(part.startswith(".") for part in parts)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p.relative_to(folder).parts) and p.is_file())
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """Every image file under ``root`` (sub-folders too, hidden entries skipped), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory")
+    return _images_under(root)
 
 
 def list_labelled_images(root: str | Path) -> tuple[list[str], list[int], list[str]]:
@@ -35,13 +48,7 @@ def list_labelled_images(root: str | Path) -> tuple[list[str], list[int], list[s
     labels: list[int] = []
     for label, name in enumerate(class_folders):
         folder = root / name
-        images = sorted(
-            p
-            for p in folder.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS
-            and not _hidden(p.relative_to(folder).parts)
-            and p.is_file()
-        )
+        images = _images_under(folder)
         if not images:
             # An empty class usually means a broken copy, and a class missing from one split
             # but not the other would make label indices disagree between splits.

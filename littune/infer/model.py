@@ -1,0 +1,184 @@
+"""A trained LiT model for users: embed images and texts, zero-shot classify, build and search an index.
+
+    lit = littune.load("runs/demo/latest")          # a run directory or a `littune export` folder
+    lit.classify("photo.jpg", ["cat", "dog", "car"])  # [{'dog': 0.91, 'cat': 0.07, 'car': 0.02}]
+    index = lit.build_index("photos/", "photos.index")
+    index.search("a dog catching a frisbee", k=10)
+
+Classification is CLIP's zero-shot protocol (arXiv 2103.00020 Sec. 3.1.4, used by LiT arXiv
+2111.07991): each label is written into every prompt template, the prompt embeddings of a label are
+averaged (``evaluate.zeroshot.build_classifier``), and the probabilities are a softmax over the
+labels of the model's learned temperature times the cosine similarities.
+
+Every method takes one lock, so one ``LiT`` object can serve many threads (the web app does).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+from PIL import Image
+
+from ..data.images import DEFAULT_MAX_PIXELS, load_image
+from ..encode import encode_texts
+from ..evaluate.templates import get_templates
+from ..evaluate.zeroshot import build_classifier, validate_templates
+from ..model import LiTModel
+from ..train.config import ExperimentConfig
+
+ImageInput = Union[str, Path, bytes, Image.Image]
+DEFAULT_TEMPLATES = "simple"  # littune/resources/templates/simple.txt: eight general prompts
+
+
+def _as_list(images) -> list:
+    return [images] if isinstance(images, (str, Path, bytes, bytearray, Image.Image)) else list(images)
+
+
+def parse_labels(labels: str | Sequence[str]) -> list[str]:
+    """A list of labels, or one comma-separated string ("cat, dog, car"); blanks are refused."""
+    items = labels.split(",") if isinstance(labels, str) else list(labels)
+    out = [str(x).strip() for x in items]
+    if not out or any(not x for x in out):
+        raise ValueError(f"labels: need one or more non-empty labels separated by commas, got {labels!r}")
+    return out
+
+
+class LiT:
+    """A loaded model: ``embed_images``, ``embed_texts``, ``classify``, ``build_index`` / ``open_index``."""
+
+    def __init__(self, model: LiTModel, cfg: ExperimentConfig, source: str | Path | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, classifier_cache: int = 32):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.source = str(source) if source is not None else None
+        self.max_pixels = max_pixels
+        self._transform = model.image.preprocess.transform()
+        self._lock = threading.RLock()
+        self._classifiers: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # LRU of label sets
+        self._classifier_cache = classifier_cache
+
+    # ---- properties -----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.model.logit_scale.device
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.embed_dim
+
+    @property
+    def temperature(self) -> float:
+        return self.model.temperature
+
+    def __repr__(self) -> str:
+        return (f"LiT(image={self.model.image.name}, text={self.model.text.name}, embed_dim={self.embed_dim}, "
+                f"source={self.source!r})")
+
+    # ---- images ---------------------------------------------------------------------------------
+    def decode(self, image: ImageInput, name: str | None = None) -> Image.Image:
+        """A path, encoded bytes or a PIL image -> RGB PIL image; ``BadImage`` names what is wrong."""
+        if isinstance(image, Image.Image):
+            return image if image.mode == "RGB" else image.convert("RGB")
+        return load_image(image, max_pixels=self.max_pixels, name=name)
+
+    def pixels(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
+        """Decoded and preprocessed exactly as the cache and training saw them: (N, 3, H, W)."""
+        return torch.stack([self._transform(self.decode(im)) for im in _as_list(images)])
+
+    @torch.no_grad()
+    def embed_images(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> torch.Tensor:
+        """(N,) paths / bytes / PIL images -> (N, E) L2-normalised image embeddings (on the CPU)."""
+        images = _as_list(images)
+        if not images:
+            raise ValueError("images: no images given")
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = self.pixels(images[i:i + batch_size])  # decode outside the lock: other threads may run
+            with self._lock:
+                out.append(self.model.encode_image(x.to(self.device)).float().cpu())
+        return torch.cat(out)
+
+    # ---- texts ----------------------------------------------------------------------------------
+    def embed_texts(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """(N,) strings -> (N, E) L2-normalised text embeddings (on the CPU)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        with self._lock:
+            return encode_texts(self.model, texts).float()
+
+    # ---- zero-shot classification ---------------------------------------------------------------
+    def classifier(self, labels: str | Sequence[str], templates: str | Sequence[str] | None = None) -> torch.Tensor:
+        """(C, E) prompt-ensembled label embeddings; the last few label sets are kept (a page re-asks)."""
+        labels = parse_labels(labels)
+        prompts = resolve_templates(templates)
+        key = (tuple(labels), tuple(prompts))
+        with self._lock:
+            if key in self._classifiers:
+                self._classifiers.move_to_end(key)
+                return self._classifiers[key]
+            weights = build_classifier(lambda t: encode_texts(self.model, t), labels, prompts).cpu()
+            self._classifiers[key] = weights
+            while len(self._classifiers) > self._classifier_cache:
+                self._classifiers.popitem(last=False)
+            return weights
+
+    def probabilities(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
+                      templates: str | Sequence[str] | None = None) -> torch.Tensor:
+        """(N, C) probabilities, columns in the order of ``labels``; each row sums to 1."""
+        weights = self.classifier(labels, templates)  # (C, E)
+        emb = self.embed_images(images)  # (N, E)
+        logits = self.model.logit_scale.detach().exp().float().cpu() * emb @ weights.T  # (N, C)
+        return logits.softmax(dim=-1)
+
+    def classify(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
+                 templates: str | Sequence[str] | None = None) -> list[dict[str, float]]:
+        """One ``{label: probability}`` per image, most probable first.
+
+        ``templates``: None (the built-in "simple" set), a built-in name, a file of lines with
+        ``{}``, or a list of such strings.
+        """
+        labels = parse_labels(labels)
+        probs = self.probabilities(images, labels, templates)
+        return [{labels[j]: float(row[j]) for j in row.argsort(descending=True, stable=True).tolist()}
+                for row in probs]
+
+    # ---- the image index ------------------------------------------------------------------------
+    def build_index(self, folder: str | Path, out: str | Path, options=None):
+        """Embed every image under ``folder`` into a searchable index at ``out`` (resumable)."""
+        from .index import build_index
+
+        return build_index(self, folder, out, options)
+
+    def open_index(self, path: str | Path, backend: str | None = None):
+        from .index import ImageIndex
+
+        return ImageIndex.open(path, model=self, backend=backend)
+
+
+def resolve_templates(templates: str | Sequence[str] | None) -> list[str]:
+    if templates is None:
+        return get_templates(DEFAULT_TEMPLATES)
+    if isinstance(templates, (str, Path)):
+        return get_templates(templates)
+    return validate_templates(templates)
+
+
+def load(path: str | Path, device: str = "cpu") -> LiT:
+    """A run directory (``littune train`` / ``littune demo``) or an export folder -> ``LiT``."""
+    from .. import distributed
+    from ..runs import load_run
+
+    p = Path(path)
+    if (p / "index.json").is_file():
+        raise ValueError(f"{p} is an image index, not a model: open it with littune.load_index({str(p)!r})")
+    try:  # transformers' per-load progress bar is noise in a CLI answer or a server log
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass
+    model, cfg = load_run(p)
+    model = model.to(distributed.resolve_device(device))
+    return LiT(model, cfg, source=Path(path).resolve())
