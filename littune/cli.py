@@ -54,9 +54,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser()
     args = parser.parse_args(argv)
+    from .data.images import BadImage
+
     try:
         return runners[args.command](args) or 0
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, BadImage) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"littune {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -27,3 +27,11 @@ def shared_data() -> Path:
     if not folder.is_dir():
         pytest.skip(f"shared real data not found at {folder} (set LITTUNE_SHARED_DATA to its folder)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lit_run(tmp_path_factory) -> dict:
+    """A tiny LiT run trained for a few steps (tests/infer/tiny_lit.py): run dir, images, captions."""
+    from tests.infer.tiny_lit import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("tiny_lit"))

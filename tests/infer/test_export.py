@@ -1,0 +1,124 @@
+"""littune export: the folder alone gives the run's embeddings; with HF towers, so does transformers."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import littune
+from littune.infer.export import export_model
+from littune.train import load_config, to_yaml
+from littune.train.checkpoint import save_model
+
+from tests.towers.tiny import HF_IMAGE_BUILDERS, tiny_hf_tokenizer
+
+TEXTS = ["red above blue", "a dog runs on the grass", "two people ride bikes down a hill and a very long tail"]
+
+
+def test_export_round_trip_without_the_run(tiny_lit_run, tmp_path):
+    # A private copy of the run (and of the tower weights it was built from), so both can vanish.
+    run = tmp_path / "run"
+    shutil.copytree(tiny_lit_run["run"], run)
+    lit = littune.load(run)
+    images = tiny_lit_run["images"][:6]
+    img, txt = lit.embed_images(images), lit.embed_texts(TEXTS)
+    meta = export_model(lit, tmp_path / "export")
+    assert meta["hf_dual_encoder"] is None and "Hugging Face" in meta["hf_dual_encoder_skipped"]
+    out = tmp_path / "export"
+    assert {"export.json", "config.yaml", "model.safetensors", "model_info.json", "tokenizer"} <= {p.name for p in out.iterdir()}
+
+    shutil.rmtree(run)  # the training run is gone ...
+    cfg = load_config(out / "config.yaml")
+    weights = Path(cfg.model.image.checkpoint)
+    hidden = weights.with_suffix(".away")
+    weights.rename(hidden)  # ... and so is the file its locked tower was built from
+    try:
+        exported = littune.load(out)
+        assert torch.equal(exported.embed_images(images), img)
+        assert torch.equal(exported.embed_texts(TEXTS), txt)
+        assert exported.model.fingerprints() == lit.model.fingerprints()
+        assert exported.model.image.name == lit.model.image.name
+        assert exported.temperature == pytest.approx(lit.temperature)
+    finally:
+        hidden.rename(weights)
+    with pytest.raises(FileExistsError, match="not empty"):
+        export_model(lit, out)
+
+
+def test_damaged_export_is_refused(tiny_lit_run, tmp_path):
+    out = tmp_path / "export"
+    export_model(littune.load(tiny_lit_run["run"]), out, hf=False)
+    meta = json.loads((out / "export.json").read_text())
+    meta["fingerprints"]["image"] = "0" * 16
+    (out / "export.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="fingerprint"):
+        littune.load(out)
+
+
+# ---- Hugging Face towers: a transformers VisionTextDualEncoderModel with the same embeddings ---------
+def _hf_run(root: Path, image_kind: str, pooling: str) -> Path:
+    """A run directory whose towers are tiny random-init HF models saved under ``root``."""
+    import transformers as tr
+
+    torch.manual_seed(0)
+    vision, proc = HF_IMAGE_BUILDERS[image_kind]()
+    vision.save_pretrained(root / "vision")
+    proc.save_pretrained(root / "vision")
+    tok = tiny_hf_tokenizer()
+    bert = tr.BertModel(tr.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64, pad_token_id=0))
+    with torch.no_grad():  # a trained-looking final LayerNorm (random init has gamma=1, beta=0)
+        norm = bert.encoder.layer[-1].output.LayerNorm
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0, 0.3)
+    bert.save_pretrained(root / "text")
+    tok.save_pretrained(root / "text")
+    cfg = load_config(None, [f"model.image.name=hf:{root / 'vision'}", "model.image.lock=L",
+                             f"model.text.name=hf:{root / 'text'}", "model.text.lock=U",
+                             f"model.text.pooling={pooling}", "model.text.context_length=16",
+                             "model.init_temperature=17", "data.train=unused.csv"])
+    model = cfg.model.build()
+    with torch.no_grad():
+        model.text_head.bias.normal_(0, 0.5)  # a text head bias that matters
+    run = root / "run"
+    save_model(model, run)
+    (run / "config.yaml").write_text(to_yaml(cfg))
+    return run
+
+
+@pytest.mark.parametrize("image_kind", ["vit", "dinov2"])
+def test_hf_dual_encoder_gives_the_same_embeddings(tmp_path, image_kind):
+    from transformers import AutoTokenizer, VisionTextDualEncoderModel
+
+    lit = littune.load(_hf_run(tmp_path, image_kind, pooling="first"))
+    meta = export_model(lit, tmp_path / "export")
+    assert meta["hf_dual_encoder"] == "hf_dual_encoder", meta["hf_dual_encoder_skipped"]
+    folder = tmp_path / "export" / "hf_dual_encoder"
+    dual = VisionTextDualEncoderModel.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)) for _ in range(4)]
+    with torch.no_grad():
+        img_hf = torch.nn.functional.normalize(dual.get_image_features(pixel_values=lit.pixels(images)).pooler_output, dim=-1)
+        enc = tok(TEXTS, padding=True, truncation=True, return_tensors="pt")
+        txt_hf = torch.nn.functional.normalize(dual.get_text_features(**enc).pooler_output, dim=-1)
+    assert torch.allclose(img_hf, lit.embed_images(images), atol=1e-5), (img_hf - lit.embed_images(images)).abs().max()
+    assert torch.allclose(txt_hf, lit.embed_texts(TEXTS), atol=1e-5), (txt_hf - lit.embed_texts(TEXTS)).abs().max()
+    assert float(dual.logit_scale.exp()) == pytest.approx(lit.temperature, rel=1e-5)
+    # The littune export of the same model loads from the folder alone, with its HF configs inside.
+    again = littune.load(tmp_path / "export")
+    assert torch.equal(again.embed_texts(TEXTS), lit.embed_texts(TEXTS))
+    assert torch.equal(again.embed_images(images), lit.embed_images(images))
+
+
+def test_mean_pooled_text_is_not_written_as_a_dual_encoder(tmp_path):
+    lit = littune.load(_hf_run(tmp_path, "vit", pooling="mean"))
+    meta = export_model(lit, tmp_path / "export")
+    assert meta["hf_dual_encoder"] is None and "pooling 'mean'" in meta["hf_dual_encoder_skipped"]
+    assert not (tmp_path / "export" / "hf_dual_encoder").exists()
+    assert torch.equal(littune.load(tmp_path / "export").embed_texts(TEXTS), lit.embed_texts(TEXTS))
