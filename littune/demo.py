@@ -92,6 +92,16 @@ def _quick_slice(data: Path, out: Path) -> tuple[dict[str, str], Path]:
     return splits, flowers
 
 
+def point_latest(out: Path, run_dir: Path) -> Path:
+    """``OUT/latest`` -> the newest trained run (relative, replaced atomically): ``--model runs/demo/latest``."""
+    link, tmp = out / "latest", out / ".latest.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return link
+
+
 def run_demo(opts: DemoOptions) -> dict:
     from .evaluate.suite import eval_probe, eval_retrieval, eval_zeroshot
     from .runs import load_run
@@ -109,6 +119,7 @@ def run_demo(opts: DemoOptions) -> dict:
     cfg = demo_config(data, run_dir, opts.text, opts.quick, opts.steps, opts.cache, splits)
     cfg.train.progress = opts.progress
     train(cfg)
+    point_latest(out, run_dir)
     model, _ = load_run(run_dir)
     names = run_dir / "flowers_classnames.csv"
     names.write_text("".join(f"{k},{v}\n" for k, v in FLOWER_NAMES.items()))

@@ -29,6 +29,7 @@ def test_quick_demo_end_to_end(shared_data, tmp_path, capsys):
     assert result["flowers_probe_top1"] > 0.7
     assert 0.0 <= result["flowers_zeroshot_top1"] <= 1.0
     run = result["run_dir"]
+    assert (out / "latest").is_symlink() and (out / "latest").resolve() == Path(run).resolve()
     assert (json.loads((Path(run) / "demo.json").read_text())["run_dir"] == run)
     for name in ("report.md", "metrics.json", "training_curves.png", "flickr8k_test_retrieval_recall.png",
                  "flowers_zero_shot_confusion.png", "flowers_zero_shot_per_class.png"):
@@ -40,3 +41,13 @@ def test_quick_demo_end_to_end(shared_data, tmp_path, capsys):
                  "--templates", "flowers", "--json", "--no-progress"]) == 0
     z = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert z["n"] == 100 and {"top1", "top5", "n"} <= set(z)
+
+
+def test_latest_points_at_the_newest_run(tmp_path):
+    from littune.demo import point_latest
+
+    for name in ("lit-minilm-20260101-000000", "lit-minilm-20260102-000000"):
+        (tmp_path / name).mkdir()
+        link = point_latest(tmp_path, tmp_path / name)
+        assert link == tmp_path / "latest" and link.is_symlink() and link.resolve() == (tmp_path / name).resolve()
+    assert not (tmp_path / "latest").readlink().is_absolute()  # the runs folder can move
