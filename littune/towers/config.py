@@ -7,8 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+
 from .image import ImageTower, create_image_tower
 from .text import TextTower, create_text_tower
+
+
+LOCKED_RANDOM_INIT_SEED = 0
 
 
 @dataclass
@@ -24,9 +29,18 @@ class ImageTowerConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
 
     def build(self) -> ImageTower:
-        return create_image_tower(self.name, pretrained=self.pretrained, checkpoint=self.checkpoint,
-                                  lock=self.lock, locked_blocks=self.locked_blocks,
-                                  allow_partial=self.allow_partial, **self.kwargs)
+        def make() -> ImageTower:
+            return create_image_tower(self.name, pretrained=self.pretrained, checkpoint=self.checkpoint,
+                                      lock=self.lock, locked_blocks=self.locked_blocks,
+                                      allow_partial=self.allow_partial, **self.kwargs)
+
+        if self.lock == "L" and not self.pretrained and self.checkpoint is None:
+            # A locked random tower (tests, timing, baselines) is never saved with the run: draw its
+            # weights from a fixed seed so that loading the run rebuilds them bit for bit.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(LOCKED_RANDOM_INIT_SEED)
+                return make()
+        return make()
 
 
 @dataclass

@@ -122,11 +122,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.step = 0
+        self.train_s = 0.0  # wall time spent in training steps (data included), summed over resumes
         if resume:
             ckpt = latest_checkpoint(self.run_dir)
             if ckpt is not None:
                 state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
                 self.step = int(state["step"])
+                self.train_s = float(state.get("train_s", 0.0))
         self.dev = (DevEvaluator.create(cfg, self.model, progress=t.progress)
                     if cfg.data.dev and self.main else None)
         if self.main:
@@ -172,7 +174,7 @@ class Trainer:
         if not self.main:  # written once; every process holds the same weights
             return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
-                               {"data_position": self.schedule.position(self.step)},
+                               {"data_position": self.schedule.position(self.step), "train_s": self.train_s},
                                keep=self.cfg.train.keep_checkpoints)
 
     def fit(self) -> dict:
@@ -180,12 +182,15 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not (t.progress and self.main),
                    dynamic_ncols=True)
         window_t, window_n = time.perf_counter(), 0
+        last = time.perf_counter()
         for batch in self.batches.iterate(self.step, t.steps):
             if batch.get("bad") and self.main:
                 self.log.bad_inputs(batch["bad"])
                 self.n_bad += len(batch["bad"])
             stats = self.train_step(batch)
             self.step += 1
+            now = time.perf_counter()
+            self.train_s, last = self.train_s + (now - last), now
             window_n += len(batch["captions"]) * self.world
             bar.update(1)
             if self.main and (self.step % t.log_every == 0 or self.step == t.steps):
@@ -201,11 +206,12 @@ class Trainer:
                 self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in self.dev().items()}})
             if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.checkpoint()
+            last = time.perf_counter()  # evaluation and checkpoints are not training time
         bar.close()
         return self.finish()
 
     def finish(self) -> dict:
-        summary = {"step": self.step, "temperature": self.model.temperature,
+        summary = {"step": self.step, "train_s": round(self.train_s, 2), "temperature": self.model.temperature,
                    "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
         if self.main:
             if self.dev:

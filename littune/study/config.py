@@ -1,0 +1,96 @@
+"""Typed study configs: one base experiment, a grid of named settings, one evaluation suite.
+
+    name: flickr8k_lock
+    out_dir: runs/study/flickr8k_lock
+    base: littune/resources/configs/demo.yaml      # the experiment every setting starts from
+    common: [train.steps=100, train.batch_size=128] # overrides shared by every setting
+    settings:                                       # name -> overrides (the grid, in order)
+      LU: []
+      Uu: [model.image.lock=U, model.text.name=scratch, model.text.lock=u]
+    eval:
+      retrieval: flickr8k:../shared/data/flickr8k:test
+      zeroshot: ../shared/data/flowers/test
+      classnames: configs/study/flowers_classnames.csv
+
+Every setting sees the same data, steps and batch size unless its own overrides say otherwise,
+so the grid compares settings at equal compute in steps (the report also gives wall time).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..train.config import ConfigError, ExperimentConfig, load_config
+
+
+@dataclass
+class StudyEvalConfig:
+    retrieval: Optional[str] = None  # a data spec with captions (flickr8k:DIR:test, x.csv): image<->text R@K
+    retrieval_split: Optional[str] = "test"
+    zeroshot: Optional[str] = None  # a folder of class sub-folders: zero-shot top-1 / top-5
+    classnames: Optional[str] = None  # folder,name CSV (default: the folder names)
+    templates: str = "simple"  # a built-in template set or a file of templates
+    probe: bool = False  # also a linear probe on the image features (needs zeroshot_train)
+    zeroshot_train: Optional[str] = None  # labelled training folder for the probe
+
+
+@dataclass
+class StudyConfig:
+    name: str = "study"
+    out_dir: str = "runs/study"
+    base: Optional[str] = None  # an experiment YAML (configs/..., _base_ allowed); None: the defaults
+    common: list[str] = field(default_factory=list)  # dotted overrides every setting gets first
+    settings: dict[str, list[str]] = field(default_factory=dict)  # setting name -> its own overrides
+    eval: StudyEvalConfig = field(default_factory=StudyEvalConfig)
+    cache_root: Optional[str] = None  # embedding caches (default $LITTUNE_CACHE_DIR or ~/.cache/littune)
+
+    def experiment(self, setting: str) -> ExperimentConfig:
+        """The full experiment config of one setting, its run directory under ``out_dir``."""
+        if setting not in self.settings:
+            raise ConfigError(f"study '{self.name}' has no setting '{setting}' "
+                              f"(settings: {', '.join(self.settings)})")
+        overrides = [*self.common, *self.settings[setting], f"train.out_dir={self.run_dir(setting)}",
+                     f"name={self.name}-{setting}"]
+        if self.cache_root:
+            overrides.append(f"data.cache_root={self.cache_root}")
+        try:
+            return load_config(self.base, overrides)
+        except ConfigError as e:
+            raise ConfigError(f"study setting '{setting}': {e}") from None
+
+    def run_dir(self, setting: str) -> Path:
+        return Path(self.out_dir) / setting
+
+    def overrides_of(self, setting: str) -> list[str]:
+        return [*self.common, *self.settings[setting]]
+
+
+def load_study_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
+    """Read a study YAML; unknown keys and wrong types fail with the key named."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study config not found: {path}")
+    where = str(path)
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path))
+        for o in overrides:
+            if "=" not in o:
+                raise ConfigError(f"override '{o}' is not key=value (e.g. out_dir=runs/my_study)")
+            where = f"override '{o}'"
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
+        study: StudyConfig = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
+        raise ConfigError(f"{where}: {msg}" + (f" (key: {key})" if key else "")) from None
+    if not study.settings:
+        raise ConfigError(f"{path}: 'settings' is empty: name at least one setting (e.g. LU: [])")
+    if not (study.eval.retrieval or study.eval.zeroshot):
+        raise ConfigError(f"{path}: eval needs 'retrieval' and/or 'zeroshot' data")
+    for name in study.settings:  # fail on a bad override before hours of training, not after
+        study.experiment(name)
+    return study

@@ -1,0 +1,127 @@
+"""Run a study: train each setting, evaluate it, keep its result; resume whatever is half done.
+
+Each setting lives in ``out_dir/<setting>/``: the training run (config, checkpoints, metrics) plus
+``study_setting.json`` (the overrides it was started with) and, once evaluated, ``result.json``.
+A rerun skips finished settings, resumes a setting from its last checkpoint, and refuses a
+setting whose overrides changed since it started (its half-run would mix two configs).
+Settings can run one after another in one process, or as separate processes (``only=[name]``),
+then ``write_study_report`` assembles whatever has finished.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from ..train.config import ConfigError
+from .config import StudyConfig
+
+RESULT = "result.json"
+SETTING = "study_setting.json"
+
+
+def _setting_marker(study: StudyConfig, name: str) -> dict:
+    return {"study": study.name, "setting": name, "overrides": study.overrides_of(name),
+            "base": study.base}
+
+
+def _check_same_setting(study: StudyConfig, name: str) -> None:
+    folder = study.run_dir(name)
+    marker = folder / SETTING
+    want = _setting_marker(study, name)
+    if marker.is_file():
+        have = json.loads(marker.read_text())
+        if have != want:
+            raise ConfigError(f"{folder}: setting '{name}' was started with overrides {have['overrides']} "
+                              f"(base {have['base']}), the study now says {want['overrides']} (base {want['base']}); "
+                              "move that folder away or choose another out_dir")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(want, indent=2) + "\n")
+
+
+def train_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
+    """Train one setting (resuming if it has a checkpoint); returns the training summary."""
+    from ..train import train
+    from ..train.checkpoint import latest_checkpoint
+
+    cfg = study.experiment(name)
+    cfg.train.progress = progress
+    _check_same_setting(study, name)
+    folder = study.run_dir(name)
+    summary_file = folder / "summary.json"
+    if summary_file.is_file() and json.loads(summary_file.read_text()).get("step") == cfg.train.steps:
+        return json.loads(summary_file.read_text())  # trained; only its evaluation is missing
+    return train(cfg, resume=latest_checkpoint(folder) is not None)
+
+
+def evaluate_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
+    """The study's evaluation suite on one trained setting: {metric: value}."""
+    from ..evaluate.suite import eval_probe, eval_retrieval, eval_zeroshot
+    from ..runs import load_run
+
+    model, cfg = load_run(study.run_dir(name))
+    e, metrics = study.eval, {}
+    t0 = time.time()
+    if e.retrieval:
+        r = eval_retrieval(model, e.retrieval, e.retrieval_split, study.cache_root, progress)
+        metrics.update({k: r[k] for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")})
+    if e.zeroshot:
+        z = eval_zeroshot(model, e.zeroshot, e.classnames, e.templates, study.cache_root, progress)
+        metrics.update({"zeroshot_top1": z["top1"], "zeroshot_top5": z.get("top5"),
+                        "zeroshot_per_class": z["per_class"]})
+    if e.probe and e.zeroshot and e.zeroshot_train:
+        metrics["probe_top1"] = eval_probe(model, e.zeroshot_train, e.zeroshot, study.cache_root, progress)["top1"]
+    metrics["eval_s"] = round(time.time() - t0, 1)
+    return metrics
+
+
+def run_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
+    folder = study.run_dir(name)
+    if (folder / RESULT).is_file():
+        _check_same_setting(study, name)
+        return json.loads((folder / RESULT).read_text())
+    summary = train_setting(study, name, progress)
+    cfg = study.experiment(name)
+    result = {
+        "setting": name,
+        "image": f"{cfg.model.image.name} ({cfg.model.image.lock})",
+        "text": f"{cfg.model.text.name} ({cfg.model.text.lock})",
+        "image_lock": cfg.model.image.lock, "text_lock": cfg.model.text.lock,
+        "steps": summary["step"], "batch_size": cfg.train.batch_size,
+        "train_s": summary.get("train_s"), "cached": cfg.model.image.lock == "L" and cfg.data.use_cache,
+        "temperature": summary["temperature"],
+        **evaluate_setting(study, name, progress),
+    }
+    tmp = folder / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(folder / RESULT)  # atomic: a result file is always whole
+    return result
+
+
+def run_study(study: StudyConfig, only: Iterable[str] | None = None, progress: bool = True) -> dict[str, dict]:
+    """Train and evaluate the settings (``only``: a subset, e.g. one per process); then the report."""
+    from .report import write_study_report
+
+    names = list(only) if only else list(study.settings)
+    for n in names:
+        if n not in study.settings:
+            raise ConfigError(f"study '{study.name}' has no setting '{n}' (settings: {', '.join(study.settings)})")
+    for i, n in enumerate(names):
+        if progress:
+            print(f"[study {study.name}] setting {n} ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
+        run_setting(study, n, progress)
+    write_study_report(study)
+    return collect_results(study)
+
+
+def collect_results(study: StudyConfig) -> dict[str, dict]:
+    """Finished settings' results, in the study's order."""
+    out = {}
+    for n in study.settings:
+        f = study.run_dir(n) / RESULT
+        if f.is_file():
+            out[n] = json.loads(f.read_text())
+    return out
