@@ -12,7 +12,8 @@ def bound_threads(threads: int | None) -> int:
     """Inference threads: a web server shares the machine, and one request at a time holds the model."""
     import torch
 
-    n = threads or min(4, os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = threads or min(4, cores)
     torch.set_num_threads(n)
     try:
         import faiss
