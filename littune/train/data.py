@@ -7,6 +7,7 @@ read batches by step number, so resuming at step s just starts the loader at s.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -22,8 +23,20 @@ from .batches import PairSchedule
 from .config import DataConfig
 
 
+def canonical_spec(spec: str) -> str:
+    """The same data named the same way from any working folder: local paths made absolute."""
+    if spec.startswith("flickr8k:"):  # flickr8k:DIR[:split]
+        parts = spec.split(":")
+        parts[1] = os.path.abspath(parts[1])
+        return ":".join(parts)
+    if "://" in spec or spec.startswith("pipe:"):
+        return spec
+    return os.path.abspath(spec)
+
+
 def auto_cache_dir(root: str | None, spec: str, tower: ImageTower, views: int) -> Path:
     """One folder per (data set, tower, weights, views): a changed tower never reuses a cache."""
+    spec = canonical_spec(spec)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_")[-60:]
     digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{views}".encode()).hexdigest()[:10]
     return Path(root or default_cache_root()) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
