@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+pytestmark = pytest.mark.xdist_group("serve_live")  # one server process for the whole file
 
 
 @pytest.mark.parametrize("path", [
