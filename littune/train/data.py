@@ -24,13 +24,17 @@ from .config import DataConfig
 
 
 def canonical_spec(spec: str) -> str:
-    """The same data named the same way from any working folder: local paths made absolute."""
-    if spec.startswith("flickr8k:"):  # flickr8k:DIR[:split]
-        parts = spec.split(":")
-        parts[1] = os.path.abspath(parts[1])
-        return ":".join(parts)
+    """The same data named the same way from any working folder: local paths made absolute.
+
+    ``kind:PATH[:rest]`` specs (``flickr8k:DIR:split``, ``folder:DIR``) keep their kind and rest.
+    """
     if "://" in spec or spec.startswith("pipe:"):
         return spec
+    m = re.match(r"^([A-Za-z][A-Za-z0-9_]+):(.*)$", spec)
+    if m:
+        kind, rest = m.groups()
+        path, sep, tail = rest.partition(":")
+        return f"{kind}:{os.path.abspath(path)}{sep}{tail}"
     return os.path.abspath(spec)
 
 

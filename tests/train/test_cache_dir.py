@@ -37,3 +37,6 @@ def test_canonical_spec_keeps_urls_and_makes_local_paths_absolute(tmp_path, monk
     assert canonical_spec("shards/{00000..00009}.tar") == f"{tmp_path}/shards/{{00000..00009}}.tar"
     assert canonical_spec("https://host/shards/{0..3}.tar") == "https://host/shards/{0..3}.tar"
     assert canonical_spec("flickr8k:f8k") == f"flickr8k:{tmp_path}/f8k"
+    assert canonical_spec("flickr8k:f8k:test") == f"flickr8k:{tmp_path}/f8k:test"
+    assert canonical_spec("folder:/data/flowers/test") == "folder:/data/flowers/test"  # already absolute
+    assert canonical_spec("folder:flowers") == f"folder:{tmp_path}/flowers"
