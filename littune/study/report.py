@@ -48,6 +48,9 @@ def plot_study_metrics(results: dict[str, dict], out_png: Path) -> Path:
         vals = [results[n].get(k) or 0.0 for n in names]
         bars = ax.bar(x + (i - (len(keys) - 1) / 2) * width, vals, width, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    per_class = next((results[n]["zeroshot_per_class"] for n in names if results[n].get("zeroshot_per_class")), None)
+    if per_class:  # zero-shot chance: one over the number of classes
+        ax.axhline(1 / len(per_class), ls="--", lw=1, color="gray", label=f"zero-shot chance (1/{len(per_class)})")
     ax.set_xticks(x, names)
     ax.set_ylabel("score")
     ax.set_ylim(0, min(1.0, max([results[n].get(k) or 0 for n in names for k, _ in keys] + [0.1]) * 1.25))
