@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from PIL import Image
 
 from littune.data import Flickr8k, load_image
 from littune.data.sources import CsvSource, JsonlSource, Record, WebDatasetSource, open_source
+from tests.data.shards import write_tar
 
 
 def reasons(source) -> list[tuple[str, str]]:
@@ -166,16 +166,6 @@ def png_bytes(colour: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 12), colour).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def write_tar(path: Path, files: list[tuple[str, bytes]]) -> Path:
-    """A shard written the way img2dataset writes it: KEY.ext members, grouped by key."""
-    with tarfile.open(path, "w") as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from littune.data.streaming import Bad, Sample, StreamingDataset, assign_shards, buffered_shuffle, shard_order
 from littune.train.stream import StreamingBatches
+from tests.data.shards import write_tar
 
 SIZES = [5, 9, 3, 7, 6, 4, 8]  # 7 shards, uneven: 42 samples; 7 shards over 4 readers do not divide
 
@@ -25,15 +26,6 @@ def _jpeg(i: int, size: int = 24) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (size, size), ((37 * i) % 256, (91 * i) % 256, (53 * i) % 256)).save(buf, "JPEG")
     return buf.getvalue()
-
-
-def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def make_shards(folder: Path, sizes=SIZES, broken: dict[str, bytes] | None = None) -> list[str]:
@@ -46,7 +38,7 @@ def make_shards(folder: Path, sizes=SIZES, broken: dict[str, bytes] | None = Non
             key = f"s{s}_{i:02d}"
             members += [(f"{key}.jpg", (broken or {}).get(key, _jpeg(n))), (f"{key}.txt", f"caption of {key}".encode())]
             n += 1
-        out.append(str(_tar(folder / f"{s:05d}.tar", members)))
+        out.append(str(write_tar(folder / f"{s:05d}.tar", members)))
     return out
 
 
