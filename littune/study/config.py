@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from ..train.config import ConfigError, ExperimentConfig, load_config
+from ..train.config import ConfigError, ExperimentConfig, load_config, load_structured
 
 
 @dataclass
@@ -74,19 +71,7 @@ def load_study_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study config not found: {path}")
-    where = str(path)
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(path))
-        for o in overrides:
-            if "=" not in o:
-                raise ConfigError(f"override '{o}' is not key=value (e.g. out_dir=runs/my_study)")
-            where = f"override '{o}'"
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
-        study: StudyConfig = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
-        raise ConfigError(f"{where}: {msg}" + (f" (key: {key})" if key else "")) from None
+    study: StudyConfig = load_structured(StudyConfig, path, overrides, example="out_dir=runs/my_study")
     if not study.settings:
         raise ConfigError(f"{path}: 'settings' is empty: name at least one setting (e.g. LU: [])")
     if not (study.eval.retrieval or study.eval.zeroshot):

@@ -93,17 +93,20 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     return OmegaConf.merge(_load_yaml((path.parent / base).resolve(), seen + (path,)), node)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    schema = OmegaConf.structured(ExperimentConfig)
+def load_structured(schema: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                    example: str = "train.batch_size=1024"):
+    """A dataclass from a YAML file (``_base_`` allowed) plus dotted overrides, checked by OmegaConf.
+
+    Unknown keys and wrong types fail with the file or override and the key named.
+    """
     where = str(path) if path else "defaults"
     try:
-        cfg = schema
+        cfg = OmegaConf.structured(schema)
         if path:
-            where = str(path)
             cfg = OmegaConf.merge(cfg, _load_yaml(Path(path).resolve()))
         for o in overrides:
             if "=" not in o:
-                raise ConfigError(f"override '{o}' is not key=value (e.g. train.batch_size=1024)")
+                raise ConfigError(f"override '{o}' is not key=value (e.g. {example})")
             where = f"override '{o}'"
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
         return OmegaConf.to_object(cfg)
@@ -111,6 +114,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         key = getattr(e, "full_key", None)
         msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
         raise ConfigError(f"{where}: {msg}" + (f" (key: {key})" if key else "")) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    return load_structured(ExperimentConfig, path, overrides)
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:
