@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "save_figure",
     "load_metrics_jsonl",
     "plot_training_curves",
     "plot_retrieval_bars",
@@ -34,7 +35,7 @@ __all__ = [
 _RECALL_KEY = re.compile(r"^(i2t|t2i)_r(\d+)$")
 
 
-def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, out_png: str | os.PathLike) -> Path:
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
@@ -101,7 +102,7 @@ def plot_training_curves(metrics: str | os.PathLike | Iterable[Mapping], out_png
         if len(ks) > 1:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_retrieval_bars(metrics: Mapping, out_png: str | os.PathLike, title: str = "retrieval") -> Path:
@@ -128,7 +129,7 @@ def plot_retrieval_bars(metrics: Mapping, out_png: str | os.PathLike, title: str
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_confusion(
@@ -157,7 +158,7 @@ def plot_confusion(
     ax.set_ylabel("true")
     ax.set_title("confusion matrix")
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_per_class(per_class: Mapping[str, float], out_png: str | os.PathLike, title: str = "per-class accuracy") -> Path:
@@ -176,7 +177,7 @@ def plot_per_class(per_class: Mapping[str, float], out_png: str | os.PathLike, t
     ax.set_title(f"{title} (mean {np.mean(vals):.1f}%)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def _jsonable(obj):

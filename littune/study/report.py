@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..evaluate.report import save_figure
 from .config import StudyConfig
 
 _BARS = (("zeroshot_top1", "zero-shot top-1"), ("i2t_r1", "image→text R@1"), ("t2i_r1", "text→image R@1"))
@@ -56,10 +57,7 @@ def plot_study_metrics(results: dict[str, dict], out_png: Path) -> Path:
     ax.set_ylim(0, min(1.0, max([results[n].get(k) or 0 for n in names for k, _ in keys] + [0.1]) * 1.25))
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("lock settings: zero-shot and retrieval at equal steps")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def plot_accuracy_vs_time(results: dict[str, dict], out_png: Path) -> Path:
@@ -77,10 +75,7 @@ def plot_accuracy_vs_time(results: dict[str, dict], out_png: Path) -> Path:
     ax.set_ylabel("score")
     ax.legend(fontsize=8)
     ax.set_title("accuracy against training time")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def write_study_report(study: StudyConfig) -> Path:

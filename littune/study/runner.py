@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Iterable
 
-from ..train.config import ConfigError
+from ..train.config import ConfigError, ExperimentConfig
 from .config import StudyConfig
 
 RESULT = "result.json"
@@ -42,18 +41,17 @@ def _check_same_setting(study: StudyConfig, name: str) -> None:
         marker.write_text(json.dumps(want, indent=2) + "\n")
 
 
-def train_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
-    """Train one setting (resuming if it has a checkpoint); returns the training summary."""
+def train_setting(study: StudyConfig, name: str, cfg: ExperimentConfig, progress: bool = True) -> dict:
+    """Train one setting (``cfg``: its experiment; resumed if it has a checkpoint) -> its summary."""
     from ..train import train
     from ..train.checkpoint import latest_checkpoint
 
-    cfg = study.experiment(name)
     cfg.train.progress = progress
     _check_same_setting(study, name)
     folder = study.run_dir(name)
-    summary_file = folder / "summary.json"
-    if summary_file.is_file() and json.loads(summary_file.read_text()).get("step") == cfg.train.steps:
-        return json.loads(summary_file.read_text())  # trained; only its evaluation is missing
+    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    if summary.get("step") == cfg.train.steps:
+        return summary  # trained; only its evaluation is missing
     return train(cfg, resume=latest_checkpoint(folder) is not None)
 
 
@@ -83,8 +81,8 @@ def run_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
     if (folder / RESULT).is_file():
         _check_same_setting(study, name)
         return json.loads((folder / RESULT).read_text())
-    summary = train_setting(study, name, progress)
     cfg = study.experiment(name)
+    summary = train_setting(study, name, cfg, progress)
     result = {
         "setting": name,
         "image": f"{cfg.model.image.name} ({cfg.model.image.lock})",
