@@ -114,11 +114,11 @@ def _embed_shard(tower: ImageTower, items: list[ImageItem], offset: int, opts: E
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     kept, embs, view_embs, bad = [], [], [], []
     np_dtype = np.dtype(opts.dtype)
+    device = next(tower.parameters()).device
     for idx, x, b in loader:
         bad += b
         if idx:
             B, V1 = x.shape[:2]
-            device = next(tower.parameters()).device
             feats = tower(x.flatten(0, 1).to(device)).float().cpu().view(B, V1, -1)  # (B, 1+V, D)
             kept += idx
             embs.append(feats[:, 0].numpy().astype(np_dtype))

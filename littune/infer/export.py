@@ -15,6 +15,7 @@ fingerprints recorded at export: the export is provably the model that was train
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -100,7 +101,7 @@ def load_export(folder: str | Path) -> tuple[LiTModel, ExperimentConfig]:
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{folder / EXPORT_FILE}: not a {FORMAT} v{FORMAT_VERSION} folder")
     cfg = load_config(folder / "config.yaml")
-    build_cfg = load_config(folder / "config.yaml")  # a copy whose tower sources point into the folder
+    build_cfg = copy.deepcopy(cfg)  # a copy whose tower sources point into the folder
     img, txt = build_cfg.model.image, build_cfg.model.text
     img.pretrained, img.checkpoint, txt.pretrained = False, None, False
     if meta["image"]["folder"]:
