@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .config import ExperimentConfig, load_config
+from .evaluate.retrieval import RECALL_KEYS
 from .evaluate.summary import build_report
-from .train.config import ExperimentConfig, load_config
 
 FLOWER_NAMES = {"daisy": "daisy", "dandelion": "dandelion", "roses": "rose", "sunflowers": "sunflower",
                 "tulips": "tulip"}
@@ -102,8 +103,18 @@ def point_latest(out: Path, run_dir: Path) -> Path:
     return link
 
 
+def demo_evals(test_spec: str, flowers: Path, classnames: Path) -> dict[str, dict]:
+    """What the demo reports: test retrieval, zero-shot on flowers it never trained on, the probe."""
+    return {
+        "flickr8k test retrieval": {"kind": "retrieval", "data": test_spec},
+        "flowers zero-shot": {"kind": "zeroshot", "images": str(flowers / "test"), "classnames": str(classnames),
+                              "templates": "flowers"},
+        "flowers linear probe": {"kind": "probe", "train": str(flowers / "train"), "test": str(flowers / "test")},
+    }
+
+
 def run_demo(opts: DemoOptions) -> dict:
-    from .evaluate.suite import eval_probe, eval_retrieval, eval_zeroshot
+    from .evaluate.suite import EvalSuite
     from .runs import load_run
     from .train import train
 
@@ -123,16 +134,14 @@ def run_demo(opts: DemoOptions) -> dict:
     model, _ = load_run(run_dir)
     names = run_dir / "flowers_classnames.csv"
     names.write_text("".join(f"{k},{v}\n" for k, v in FLOWER_NAMES.items()))
-    cache = cfg.data.cache_root
-    retrieval = eval_retrieval(model, splits["test"], None, cache, opts.progress)
-    zeroshot = eval_zeroshot(model, flowers / "test", str(names), "flowers", cache, opts.progress)
-    probe = eval_probe(model, flowers / "train", flowers / "test", cache, opts.progress)
-    report = build_report(run_dir / "report", "littune demo: LiT on Flickr8k, zero-shot on flowers",
-                          {"flickr8k test retrieval": retrieval, "flowers zero-shot": zeroshot,
-                           "flowers linear probe": probe}, run_dir=run_dir)
+    suite = EvalSuite.from_evals(demo_evals(splits["test"], flowers, names), cfg.data.cache_root, opts.progress)
+    results = suite.run(model)
+    retrieval, zeroshot, probe = results.values()
+    report = build_report(run_dir / "report", "littune demo: LiT on Flickr8k, zero-shot on flowers", results,
+                          run_dir=run_dir)
     result = {
         "run_dir": str(run_dir),
-        "flickr8k_test": {k: round(retrieval[k], 4) for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")},
+        "flickr8k_test": {k: round(retrieval[k], 4) for k in RECALL_KEYS},
         "flowers_zeroshot_top1": round(zeroshot["top1"], 4),
         "flowers_zeroshot_per_class": {k: round(v, 4) for k, v in zeroshot["per_class"].items()},
         "flowers_probe_top1": round(probe["top1"], 4),

@@ -50,18 +50,16 @@ def tower_features(tower, images: Sequence, batch_size: int = 64, num_workers: i
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from .cache.items import ImageItem
-    from .cache.writer import DecodeDataset, collate_decoded
-    from .data.images import DEFAULT_MAX_PIXELS
+    from .data.decode import DecodeDataset, collate_decoded
 
-    items = [ImageItem(str(i), im) for i, im in enumerate(images)]
-    ds = DecodeDataset(items, 0, tower.preprocess.transform(), None, 0, 0, DEFAULT_MAX_PIXELS)
+    names = [im if isinstance(im, str) else f"image {i}" for i, im in enumerate(images)]
+    ds = DecodeDataset(images, names=names, transform=tower.preprocess.transform())
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded)
     was_training = tower.training
     tower.eval()
     feats, kept, bad = [], [], []
     for idx, x, b in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
-        bad += [(items[i].key, reason) for i, reason in b]
+        bad += [(str(i), reason) for i, reason in b]
         if idx:
             feats.append(tower(x[:, 0].to(_device(tower))).float().cpu())
             kept += idx

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .heads import make_head
 from .towers import ImageTower, TextTower
+from .towers.lock import fingerprint
 from .towers.config import ImageTowerConfig, TextTowerConfig
 
 
@@ -35,27 +37,27 @@ class ModelConfig:
     def build(self, image_tower: ImageTower | None = None, tokenizer: Any = None) -> "LiTModel":
         image = image_tower or self.image.build()
         text = self.text.build(tokenizer=tokenizer)
-        return LiTModel(image, text, image_head=self.image.head, embed_dim=self.embed_dim,
+        dim = self.embed_dim or image.embed_dim
+        heads = {}
+        for side, c, d_in in (("image", self.image, image.embed_dim), ("text", self.text, text.embed_dim)):
+            heads[side] = make_head(c.head, d_in, dim, hidden=c.head_hidden, depth=c.head_depth, bias=c.head_bias,
+                                    dropout=c.head_dropout, where=f"model.{side}.head")
+        return LiTModel(image, text, image_head=heads["image"], text_head=heads["text"], embed_dim=dim,
                         init_temperature=self.init_temperature, init_bias=self.init_bias,
                         learn_temperature=self.learn_temperature)
 
 
 class LiTModel(nn.Module):
-    def __init__(self, image: ImageTower, text: TextTower, *, image_head: str = "none",
-                 embed_dim: int | None = None, init_temperature: float = 10.0, init_bias: float = -10.0,
-                 learn_temperature: bool = True):
+    def __init__(self, image: ImageTower, text: TextTower, *, image_head: str | nn.Module = "none",
+                 text_head: str | nn.Module = "linear", embed_dim: int | None = None,
+                 init_temperature: float = 10.0, init_bias: float = -10.0, learn_temperature: bool = True):
         super().__init__()
         self.image, self.text = image, text
         dim = embed_dim or image.embed_dim
-        if image_head == "none":
-            if dim != image.embed_dim:
-                raise ValueError(f"embed_dim={dim} needs image head 'linear' (image tower gives {image.embed_dim})")
-            self.image_head: nn.Module = nn.Identity()
-        elif image_head == "linear":
-            self.image_head = nn.Linear(image.embed_dim, dim)
-        else:
-            raise ValueError(f"image head '{image_head}' not in none, linear")
-        self.text_head = nn.Linear(text.embed_dim, dim)
+        self.image_head = (image_head if isinstance(image_head, nn.Module)
+                           else make_head(image_head, image.embed_dim, dim, where="image head"))
+        self.text_head = (text_head if isinstance(text_head, nn.Module)
+                          else make_head(text_head, text.embed_dim, dim, where="text head"))
         self.embed_dim = dim
         self.logit_scale = nn.Parameter(torch.tensor(math.log(init_temperature)),
                                         requires_grad=learn_temperature)
@@ -77,6 +79,14 @@ class LiTModel(nn.Module):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.text.tokenizer(texts)
 
+    def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The text tower's pooled features (B, D_txt): what the text cache stores for a locked tower."""
+        return self.text(tokens)
+
+    def encode_text_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Cached or live text features (B, D_txt) -> normalised embeddings (B, E)."""
+        return F.normalize(self.text_head(features.float()), dim=-1)
+
     def encode_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.normalize(self.text_head(self.text(tokens)), dim=-1)  # (B, E)
 
@@ -94,8 +104,33 @@ class LiTModel(nn.Module):
         return float(self.logit_scale.detach().exp())
 
     def fingerprints(self) -> dict[str, str]:
-        return {"image": self.image.fingerprint(), "text": self.text.fingerprint()}
+        """A fingerprint per weight group and one of the whole model: a changed head, temperature or
+        bias is as visible as a changed tower."""
+        return {"image": self.image.fingerprint(), "text": self.text.fingerprint(),
+                "image_head": fingerprint(self.image_head), "text_head": fingerprint(self.text_head),
+                "logit_scale": fingerprint_tensor(self.logit_scale), "logit_bias": fingerprint_tensor(self.logit_bias),
+                "model": fingerprint(self)}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per group and how many of them train (what model_info.json and the progress line show)."""
+        out = {}
+        for name, module in (("image", self.image), ("text", self.text), ("image_head", self.image_head),
+                             ("text_head", self.text_head)):
+            ps = list(module.parameters())
+            out[name] = sum(p.numel() for p in ps)
+            out[f"{name}_trainable"] = sum(p.numel() for p in ps if p.requires_grad)
+        scalars = [p for p in (self.logit_scale, self.logit_bias) if p.requires_grad]
+        out["trainable"] = sum(v for k, v in out.items() if k.endswith("_trainable")) + len(scalars)
+        out["total"] = sum(p.numel() for p in self.parameters())
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"image": self.image.describe(), "text": self.text.describe(), "embed_dim": self.embed_dim,
                 "temperature": self.temperature, "fingerprints": self.fingerprints()}
+
+
+def fingerprint_tensor(t: torch.Tensor) -> str:
+    """One tensor's fingerprint (dtype, shape, bytes), as ``fingerprint`` does for a module."""
+    holder = nn.Module()
+    holder.register_buffer("t", t.detach())
+    return fingerprint(holder)

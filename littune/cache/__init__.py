@@ -3,7 +3,9 @@ from .items import ImageItem, group_records, load_items
 from .manifest import CacheMismatch, Manifest
 from .reader import EmbeddingCache
 from .writer import EmbedOptions, embed_items
-from .api import default_cache_root, embed, ensure_cache
+from .api import embed, ensure_cache
+from .naming import auto_cache_dir, canonical_spec, default_cache_root
 
 __all__ = ["ImageItem", "group_records", "load_items", "CacheMismatch", "Manifest", "EmbeddingCache",
-           "EmbedOptions", "embed_items", "embed", "ensure_cache", "default_cache_root"]
+           "EmbedOptions", "embed_items", "embed", "ensure_cache", "default_cache_root", "auto_cache_dir",
+           "canonical_spec"]

@@ -1,19 +1,13 @@
 """One call from a data spec to a ready cache: embed what is missing, reuse what matches."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..towers import ImageTower
 from .items import ImageItem, load_items
 from .manifest import CacheMismatch, Manifest
 from .reader import EmbeddingCache
-from .writer import EmbedOptions, embed_items
-
-
-def default_cache_root() -> Path:
-    """Where automatic caches go: $LITTUNE_CACHE_DIR, else ~/.cache/littune."""
-    return Path(os.environ.get("LITTUNE_CACHE_DIR") or Path.home() / ".cache" / "littune")
+from .writer import EmbedOptions, embed_items, shard_done
 
 
 def embed(spec: str, tower: ImageTower, out: str | Path, opts: EmbedOptions | None = None,
@@ -32,8 +26,8 @@ def ensure_cache(spec: str, tower: ImageTower, out: str | Path, opts: EmbedOptio
         m = Manifest.read(out)
     except FileNotFoundError:
         m = None
-    if m is None or not m.complete:
-        embed_items(items, tower, out, source=spec, opts=opts, bad_rows=bad_rows)
+    if m is None or not m.complete or not all(shard_done(out, k) for k in range(m.n_shards)):
+        embed_items(items, tower, out, source=spec, opts=opts, bad_rows=bad_rows)  # resumes, repairs missing shards
     cache = EmbeddingCache(out)
     cache.check(tower)
     check_source(cache, items, spec)

@@ -24,26 +24,34 @@ class ImageItem:
 
 
 def group_records(records: Iterable) -> list[ImageItem]:
-    """Records (key, image, caption) -> unique images in first-seen order, captions gathered."""
+    """Records (key, image, caption) -> unique images in first-seen order, captions gathered.
+
+    Records naming one image (the same ``image_id``, however its path was spelled) are one item
+    with all their captions; caption-less records (``folder:`` sources) give items without any.
+    """
     by_image: dict[str, ImageItem] = {}
     items: list[ImageItem] = []
     for r in records:
-        ref = r.image if isinstance(r.image, str) else f"bytes:{r.key}"
-        item = by_image.get(ref)
+        key = r.image_id
+        item = by_image.get(key)
         if item is None:
-            base = r.key.split("#", 1)[0] if isinstance(r.image, str) else r.key
-            item = by_image[ref] = ImageItem(base, r.image)
+            item = by_image[key] = ImageItem(key, r.image)
             items.append(item)
-        item.captions.append(r.caption)
+        if r.caption:
+            item.captions.append(r.caption)
     return items
 
 
 def load_items(spec: str, **source_kwargs) -> tuple[list[ImageItem], BadInputLog]:
     """Open a source spec (csv/tsv/jsonl/WebDataset/flickr8k), return its images and bad rows."""
-    from ..data.sources import open_source
+    from ..data.open import open_source
 
     source = open_source(spec, **source_kwargs)
     items = group_records(source)
+    if not items and spec.startswith("folder:"):
+        from ..data.folders import IMAGE_EXTENSIONS
+
+        raise ValueError(f"{spec[len('folder:'):]}: no images found (extensions {' '.join(sorted(IMAGE_EXTENSIONS))})")
     if not items:
         raise ValueError(f"{spec}: no usable image-caption records"
                          + (f" ({len(source.bad)} bad rows: {source.bad.counts()})" if len(source.bad) else ""))

@@ -19,11 +19,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import distributed as dist_utils
-from ..data.images import DEFAULT_MAX_PIXELS, BadImage, BadInputLog, load_image
+from ..data.decode import DecodeDataset, collate_decoded
+from ..data.images import DEFAULT_MAX_PIXELS, BadInputLog
 from ..towers import ImageTower
 from .items import ImageItem
 from .manifest import CacheMismatch, Manifest
@@ -39,40 +40,6 @@ class EmbedOptions:
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
-
-
-class DecodeDataset(Dataset):
-    """Decodes and preprocesses one image (plus its augmented views) in a DataLoader worker."""
-
-    def __init__(self, items: list[ImageItem], offset: int, transform: Callable, view_transform: Callable | None,
-                 views: int, seed: int, max_pixels: int):
-        self.items, self.offset = items, offset
-        self.transform, self.view_transform, self.views = transform, view_transform, views
-        self.seed, self.max_pixels = seed, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        item = self.items[i]
-        try:
-            img = load_image(item.image, max_pixels=self.max_pixels, name=item.key)
-        except BadImage as e:
-            return i, None, (e.reason, str(e))
-        x = [self.transform(img)]
-        if self.views:
-            # Seeded per image, so views do not depend on workers, batches or resumption.
-            torch.manual_seed(self.seed * 1_000_003 + self.offset + i)
-            x += [self.view_transform(img) for _ in range(self.views)]
-        return i, torch.stack(x), ""  # (1+V, 3, H, W)
-
-
-def collate_decoded(batch):
-    good = [(i, x) for i, x, _ in batch if x is not None]
-    bad = [(i, r) for i, x, r in batch if x is None]
-    if not good:
-        return [], None, bad
-    return [i for i, _ in good], torch.stack([x for _, x in good]), bad
 
 
 def save_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -107,8 +74,9 @@ def _write_metadata(path: Path, items: list[ImageItem]) -> None:
 @torch.inference_mode()
 def _embed_shard(tower: ImageTower, items: list[ImageItem], offset: int, opts: EmbedOptions,
                  bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
-    ds = DecodeDataset(items, offset, tower.preprocess.transform(), tower.preprocess.train_transform(),
-                       opts.views, opts.seed, opts.max_pixels)
+    ds = DecodeDataset([it.image for it in items], names=[it.key for it in items],
+                       transform=tower.preprocess.transform(), view_transform=tower.preprocess.train_transform(),
+                       views=opts.views, seed=opts.seed, offset=offset, max_pixels=opts.max_pixels)
     workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
     loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=collate_decoded,
                         prefetch_factor=4 if workers else None, persistent_workers=False)

@@ -1,2 +1,5 @@
-"""Sub-commands beyond ``towers``; importing this package registers each with ``cli.command``."""
-from . import demo, embed, evaluate, export, infer, serve, study, train  # noqa: F401
+"""Sub-commands; importing this package registers each in ``base.COMMANDS`` (in help order)."""
+from . import towers, embed, train, evaluate, demo, study, infer, serve, export  # noqa: F401
+from .base import COMMANDS, command
+
+__all__ = ["COMMANDS", "command"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from .base import command
 
 
 @command("demo", "embed, LiT-train and evaluate on Flickr8k + TF-flowers (the main job)")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from ..cache.writer import EmbedOptions
+from .base import command
+
+_D = EmbedOptions()  # the defaults live in the option dataclass; flags show them
 
 
 @command("embed", "embed a data set's images with the locked image tower (resumable cache)")
@@ -13,10 +16,14 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--out", required=True, help="cache folder (re-run the same command to resume)")
     p.add_argument("--tower", default="efficientnet_lite0", help="image tower registry name")
     p.add_argument("--checkpoint", default=None, help="local weights file for the tower")
-    p.add_argument("--views", type=int, default=0, help="augmented views per image besides the plain one")
-    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
-    p.add_argument("--shard-size", type=int, default=10_000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--views", type=int, default=_D.views,
+                   help=f"augmented views per image besides the plain one (default {_D.views})")
+    p.add_argument("--dtype", choices=["float16", "float32"], default=_D.dtype,
+                   help=f"precision of the stored features (default {_D.dtype})")
+    p.add_argument("--shard-size", type=int, default=_D.shard_size,
+                   help=f"images per shard, the unit a killed run resumes from (default {_D.shard_size})")
+    p.add_argument("--batch-size", type=int, default=_D.batch_size,
+                   help=f"images per forward pass (default {_D.batch_size})")
     p.add_argument("--workers", type=int, default=None, help="decoding workers (default: spare cores)")
     p.add_argument("--image-col", default="image")
     p.add_argument("--caption-col", default="caption")
@@ -26,7 +33,7 @@ def _embed(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
-        from ..cache import EmbedOptions, embed
+        from ..cache import embed
         from ..towers import create_image_tower
 
         distributed.init_from_env()

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from .base import command
 
-_SCALARS = ("top1", "top5", "mean_per_class", "n", "n_skipped", "i2t_r1", "i2t_r5", "i2t_r10",
-            "t2i_r1", "t2i_r5", "t2i_r10", "n_images", "n_texts", "best_C", "n_train", "n_test")
+_COUNTS = ("n", "n_skipped", "n_images", "n_texts", "best_C", "n_train", "n_test")  # printed after the metrics
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -18,18 +17,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _print(kind: str, metrics: dict, as_json: bool) -> None:
+def _print(kind: str, metrics: dict, scalars: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("confusion",)}))
         return
     print(f"{kind}:")
-    for k in _SCALARS:
+    for k in (*scalars, *_COUNTS):
         if k in metrics:
             v = metrics[k]
             print(f"  {k:<16} {v:.4f}" if isinstance(v, float) else f"  {k:<16} {v}")
     if isinstance(metrics.get("per_class"), dict):
         for name, acc in metrics["per_class"].items():
             print(f"    {name:<20} {acc:.3f}")
+
+
+def _options(a: argparse.Namespace) -> dict:
+    """The evaluator's options from the sub-command's flags (the evaluator checks them)."""
+    if a.kind == "zeroshot":
+        return {"images": a.images, "classnames": a.classnames, "templates": a.templates}
+    if a.kind == "retrieval":
+        return {"data": a.data, "split": a.split}
+    return {"train": a.train, "test": a.test}
 
 
 @command("eval", "evaluate a trained model: zeroshot, retrieval or probe")
@@ -50,19 +58,14 @@ def _eval(p: argparse.ArgumentParser):
     pr.add_argument("--test", required=True, help="labelled folder to score")
 
     def run(a: argparse.Namespace) -> int:
-        from ..evaluate.suite import eval_probe, eval_retrieval, eval_zeroshot
+        from ..evaluate.suite import EvalSuite
         from ..evaluate.summary import build_report
         from ..runs import load_run
 
+        suite = EvalSuite.from_evals({a.kind: {"kind": a.kind, **_options(a)}}, a.cache, not a.no_progress)
         model, _cfg = load_run(a.model)
-        progress = not a.no_progress
-        if a.kind == "zeroshot":
-            m = eval_zeroshot(model, a.images, a.classnames, a.templates, a.cache, progress)
-        elif a.kind == "retrieval":
-            m = eval_retrieval(model, a.data, a.split, a.cache, progress)
-        else:
-            m = eval_probe(model, a.train, a.test, a.cache, progress)
-        _print(a.kind, m, a.json)
+        m = suite.run(model)[a.kind]
+        _print(a.kind, m, suite.evals[a.kind].evaluator.scalars, a.json)
         if a.report:
             path = build_report(a.report, f"littune eval {a.kind}: {a.model}", {a.kind: m}, run_dir=a.model)
             if not a.json:

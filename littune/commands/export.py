@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from .base import command
 
 
 @command("export", "write a trained model as a self-contained folder (and a transformers model where possible)")

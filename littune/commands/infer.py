@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from ..infer.index import IndexOptions
+from .base import command
+
+_I = IndexOptions()  # the defaults live in the option dataclass; flags show them
 
 
 def _bar(p: float, width: int = 30) -> str:
@@ -46,17 +49,18 @@ def _index(p: argparse.ArgumentParser):
     p.add_argument("--model", required=True, help="run directory or export")
     p.add_argument("folder", metavar="DIR", help="folder of images (sub-folders too)")
     p.add_argument("--out", required=True, help="index folder (re-run the same command to resume)")
-    p.add_argument("--faiss-threshold", type=int, default=50_000,
-                   help="search with FAISS from this many images on (default 50000; 0: always)")
-    p.add_argument("--faiss", default="Flat", metavar="FACTORY",
-                   help="FAISS index_factory string (default Flat, exact; e.g. HNSW32 for millions)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--faiss-threshold", type=int, default=_I.faiss_threshold,
+                   help=f"search with FAISS from this many images on (default {_I.faiss_threshold}; 0: always)")
+    p.add_argument("--faiss", default=_I.faiss_factory, metavar="FACTORY",
+                   help=f"FAISS index_factory string (default {_I.faiss_factory}, exact; e.g. HNSW32 for millions)")
+    p.add_argument("--batch-size", type=int, default=_I.batch_size, help=f"images per forward pass (default {_I.batch_size})")
     p.add_argument("--workers", type=int, default=None, help="decoding workers (default: spare cores)")
-    p.add_argument("--shard-size", type=int, default=10_000, help="images per resumable shard")
+    p.add_argument("--shard-size", type=int, default=_I.shard_size,
+                   help=f"images per resumable shard (default {_I.shard_size})")
     p.add_argument("--no-progress", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
-        from ..infer import IndexOptions, load
+        from ..infer import load
 
         index = load(a.model).build_index(a.folder, a.out, IndexOptions(
             faiss_threshold=a.faiss_threshold, faiss_factory=a.faiss, batch_size=a.batch_size,

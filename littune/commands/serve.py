@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command
+from .base import command
 
 
 @command("serve", "start the local web app: zero-shot classify uploads, search an index")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from .base import command
 
 
 @command("study", "train and evaluate a grid of settings at equal steps (configs/study/*.yaml); resumable")
@@ -23,8 +23,8 @@ def _study(p: argparse.ArgumentParser):
 
         study = load_study_config(a.config, a.overrides)
         if a.report:
-            write_study_report(study)
             results = collect_results(study)
+            write_study_report(study, results)
         else:
             results = run_study(study, only=a.setting, progress=a.progress)
         if a.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import command
+from .base import command
 
 
 @command("train", "train a LiT model from a config (configs/*.yaml) with key=value overrides")

@@ -3,7 +3,8 @@
 from littune.data.flickr8k import Flickr8k
 from littune.data.folders import list_labelled_images
 from littune.data.images import BadImage, BadInput, BadInputLog, load_image
-from littune.data.sources import CsvSource, JsonlSource, Record, Source, WebDatasetSource, open_source
+from littune.data.open import open_source
+from littune.data.sources import CsvSource, JsonlSource, Record, Source, WebDatasetSource
 
 __all__ = [
     "BadImage",

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from littune.data.images import BadInputLog
-from littune.data.sources import CsvSource, Record
+from .images import BadInputLog
+from .sources import CsvSource, Record
 
 __all__ = ["Flickr8k", "SPLITS"]
 
@@ -40,7 +40,7 @@ class Flickr8k:
         table = CsvSource(captions_file, root=self.root / "images")
         by_image: dict[str, list[Record]] = {}
         for record in table:
-            name = record.key.rsplit("#", 1)[0]
+            name = record.image_id
             by_image.setdefault(name, []).append(record)
         self.bad: BadInputLog = table.bad
 
@@ -71,7 +71,7 @@ class Flickr8k:
         """One record per caption, grouped by image in split order; key ``IMAGE#n``."""
         for index, records in enumerate(self._records):
             for record in records:
-                yield Record(record.key, record.image, record.caption, {"image_index": index})
+                yield Record(record.key, record.image, record.caption, {"image_index": index}, record.image_key)
 
     def __len__(self) -> int:
         return sum(len(records) for records in self._records)

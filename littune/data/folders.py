@@ -1,14 +1,20 @@
-"""Labelled image folders in the ``ImageFolder`` layout: ``ROOT/<class>/<image>``.
+"""Folders of images: ``folder:DIR`` sources, and labelled folders in the ``ImageFolder`` layout.
 
-Used for zero-shot classification and linear probes (e.g. the flowers data set). The listing is
-sorted so labels and order are identical on every machine.
+``ROOT/<class>/<image>`` folders serve zero-shot classification and linear probes (e.g. the
+flowers data set); any folder of images serves the image index. Listings are sorted so keys,
+labels and order are identical on every machine.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["list_labelled_images", "list_images", "IMAGE_EXTENSIONS"]
+from .images import BadInputLog
+from .sources import Record
+
+__all__ = ["FolderSource", "list_labelled_images", "list_images", "label_of", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -56,3 +62,31 @@ def list_labelled_images(root: str | Path) -> tuple[list[str], list[int], list[s
         paths.extend(str(p) for p in images)
         labels.extend([label] * len(images))
     return paths, labels, class_folders
+
+
+def label_of(key: str) -> str:
+    """The class folder of an image key of a labelled folder (``daisy/123.jpg`` -> ``daisy``)."""
+    head, sep, _ = key.partition("/")
+    return head if sep else ""
+
+
+class FolderSource:
+    """Every image under a folder (sub-folders too, hidden entries skipped), without captions.
+
+    The key of an image is its path relative to the folder (POSIX separators, every character
+    kept), so ``daisy/123.jpg`` in a labelled folder carries its class in its first component.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(os.path.abspath(root))  # abspath, not resolve: class folders may be symlinks
+        if not self.root.is_dir():
+            raise ValueError(f"{root}: not a directory")
+        self.bad = BadInputLog()
+
+    def __iter__(self) -> Iterator[Record]:
+        for path in list_images(self.root):
+            key = path.relative_to(self.root).as_posix()
+            yield Record(key=key, image=str(path), caption="", image_key=key)
+
+    def __len__(self) -> int:
+        return len(list_images(self.root))

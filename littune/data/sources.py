@@ -1,4 +1,4 @@
-"""Image-text data sources: CSV/TSV, JSON lines, WebDataset shards (and Flickr8k, elsewhere).
+"""Image-text data sources: CSV/TSV, JSON lines, WebDataset shards (``open.py`` picks one by spec).
 
 Every source yields ``Record``s; ``image`` is a file path (str) or the encoded bytes, decoding is
 left to ``littune.data.images.load_image`` so it can run in DataLoader workers. Malformed rows
@@ -26,19 +26,25 @@ __all__ = [
     "CsvSource",
     "JsonlSource",
     "WebDatasetSource",
-    "open_source",
     "IMAGE_EXTENSIONS_WDS",
 ]
 
 
 @dataclass(frozen=True)
 class Record:
-    """One image-caption pair. ``key`` is unique within its source."""
+    """One image-caption pair. ``key`` is unique within its source (one per caption);
+    ``image_key`` names the image (its normalised path relative to the source root, or the
+    WebDataset key), so rows naming one file however spelled are one image."""
 
     key: str
     image: str | bytes
     caption: str
     meta: dict[str, Any] = field(default_factory=dict)
+    image_key: str = ""
+
+    @property
+    def image_id(self) -> str:
+        return self.image_key or self.key
 
 
 class Source(Protocol):
@@ -121,7 +127,8 @@ class _TableSource:
         meta = {k: v for k, v in row.items() if k not in (self.image_col, self.caption_col) and k is not None}
         # os.path rather than pathlib here: this runs once per row, and pathlib is several
         # times slower on tables with millions of rows.
-        return Record(key=f"{rel}#{n}", image=os.path.join(self._root_text, image), caption=caption.strip(), meta=meta)
+        return Record(key=f"{rel}#{n}", image=os.path.join(self._root_text, rel) if not os.path.isabs(rel) else rel,
+                      caption=caption.strip(), meta=meta, image_key=rel)
 
     def _relative(self, image: str) -> str:
         """The image path relative to root (normalised, POSIX style), used as the key."""
@@ -305,40 +312,5 @@ class WebDatasetSource:
         if reason is not None:
             self.bad.add(key, shard, reason, f"{shard} sample {key}: {reason}")
             return None
-        return Record(key=key, image=bytes(image), caption=caption, meta=meta if isinstance(meta, dict) else {"json": meta})
-
-
-_ACCEPTED = (
-    "a .csv or .tsv file, a .jsonl file, a .tar shard, a brace pattern of shards "
-    "(e.g. shards/{00000..00009}.tar), a directory of .tar shards, "
-    "flickr8k:DIR[:train|dev|test|all], or a Flickr8k directory (captions.csv + splits/)"
-)
-
-
-def open_source(spec: str | Path, **kwargs: Any) -> Source:
-    """Pick and build the source that ``spec`` names; ``kwargs`` go to its constructor."""
-    # Local import: flickr8k builds on this module.
-    from littune.data.flickr8k import SPLITS, Flickr8k
-
-    text = str(spec)
-    if text.startswith("flickr8k:"):
-        rest = text[len("flickr8k:") :]
-        head, _, tail = rest.rpartition(":")
-        if head and tail in SPLITS:
-            return Flickr8k(head, split=tail, **kwargs)
-        return Flickr8k(rest, **kwargs)
-    if os.path.isdir(text):
-        folder = Path(text)
-        if (folder / "captions.csv").is_file() and (folder / "splits").is_dir():
-            return Flickr8k(folder, **kwargs)
-        if any(folder.glob("*.tar")):
-            return WebDatasetSource(text, **kwargs)
-        raise ValueError(f"{text}: directory is neither a Flickr8k folder nor holds .tar shards; accepted: {_ACCEPTED}")
-    lower = text.lower()
-    if lower.endswith((".csv", ".tsv")):
-        return CsvSource(text, **kwargs)
-    if lower.endswith(".jsonl"):
-        return JsonlSource(text, **kwargs)
-    if lower.endswith(".tar") or ("{" in text and ".tar" in lower) or "::" in text:
-        return WebDatasetSource(text, **kwargs)
-    raise ValueError(f"cannot tell what data source {text!r} is; accepted: {_ACCEPTED}")
+        return Record(key=key, image=bytes(image), caption=caption, meta=meta if isinstance(meta, dict) else {"json": meta},
+                      image_key=key)

@@ -32,7 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["retrieval_metrics", "retrieval_metrics_full"]
+__all__ = ["retrieval_metrics", "retrieval_metrics_full", "RECALL_KS", "RECALL_KEYS"]
+
+RECALL_KS = (1, 5, 10)
+# The metric names of retrieval, defined once: image->text and text->image Recall@K.
+RECALL_KEYS = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in RECALL_KS)
 
 
 def _check_inputs(
@@ -103,7 +107,7 @@ def retrieval_metrics(
     image_emb: Tensor,
     text_emb: Tensor,
     text_to_image: Tensor,
-    ks: Sequence[int] = (1, 5, 10),
+    ks: Sequence[int] = RECALL_KS,
     chunk_size: int = 1024,
 ) -> dict[str, float]:
     """Recall@K both ways plus median rank, never materialising the N x M matrix.
@@ -164,7 +168,7 @@ def retrieval_metrics_full(
     image_emb: Tensor,
     text_emb: Tensor,
     text_to_image: Tensor,
-    ks: Sequence[int] = (1, 5, 10),
+    ks: Sequence[int] = RECALL_KS,
 ) -> dict[str, float]:
     """Reference implementation: full (N, M) matrix and an explicit sort per query.
 

@@ -6,8 +6,8 @@
     index = lit.build_index("photos/", "photos.index")      # or littune.load_index("photos.index")
     index.search("a dog catching a frisbee", k=10)
 """
-from .index import Hit, ImageIndex, IndexOptions, build_index, load_index
-from .model import DEFAULT_TEMPLATES, LiT, load, parse_labels
+from .index import Hit, ImageIndex, IndexOptions, build_index
+from .model import DEFAULT_TEMPLATES, LiT, load, load_index, parse_labels
 
 __all__ = ["LiT", "load", "parse_labels", "DEFAULT_TEMPLATES", "ImageIndex", "IndexOptions", "Hit",
            "build_index", "load_index"]

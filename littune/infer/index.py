@@ -22,11 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cache import EmbeddingCache, EmbedOptions, embed_items
-from ..cache.items import ImageItem
+from ..cache import EmbeddingCache, EmbedOptions, ensure_cache
 from ..cache.writer import save_atomic, save_npy
-from ..data.folders import list_images
-from ..encode import encode_features
 from ..towers.lock import fingerprint
 
 INDEX_FILE, EMB_FILE, FAISS_FILE, FEATURES = "index.json", "embeddings.npy", "faiss.index", "features"
@@ -60,25 +57,23 @@ def model_fingerprint(lit) -> str:
 
 
 def build_index(lit, folder: str | Path, out: str | Path, options: IndexOptions | None = None) -> "ImageIndex":
+    """Embed every image under ``folder`` (a ``folder:`` source) into an index at ``out`` (resumable)."""
     opts = options or IndexOptions()
     root, out = Path(os.path.abspath(folder)), Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a folder")
-    paths = list_images(root)
-    if not paths:
-        raise ValueError(f"{root}: no images found (extensions .jpg .jpeg .png .webp .bmp .gif .tif .tiff)")
-    items = [ImageItem(os.path.relpath(p, root), str(p)) for p in paths]
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory")
     tower = lit.model.image
-    with lit._lock:
-        embed_items(items, tower, out / FEATURES, source=f"folder:{root}",
-                    opts=EmbedOptions(shard_size=opts.shard_size, batch_size=opts.batch_size,
-                                      num_workers=opts.num_workers, progress=opts.progress))
-        cache = EmbeddingCache(out / FEATURES)
-        cache.check(tower)
-        emb = encode_features(lit.model, cache.all()).numpy().astype(np.float32)  # (N, E), unit rows
+    with lit.exclusive():  # one model, many threads: the tower runs under the model's lock
+        cache = ensure_cache(f"folder:{root}", tower, out / FEATURES,
+                             EmbedOptions(shard_size=opts.shard_size, batch_size=opts.batch_size,
+                                          num_workers=opts.num_workers, progress=opts.progress))
+        emb = lit.embed_image_features(cache.all()).numpy().astype(np.float32)  # (N, E), unit rows
         model_fp = model_fingerprint(lit)
+    n_items = cache.manifest.n_items
     if len(emb) == 0:
-        raise ValueError(f"{root}: none of its {len(items)} images could be read; "
+        raise ValueError(f"{root}: none of its {n_items} images could be read; "
                          f"see {out / FEATURES / 'bad_inputs.tsv'}")
     save_atomic(out / EMB_FILE, lambda p: save_npy(p, emb))
     backend = "faiss" if len(emb) >= opts.faiss_threshold else "exact"
@@ -88,7 +83,7 @@ def build_index(lit, folder: str | Path, out: str | Path, options: IndexOptions 
         (out / FAISS_FILE).unlink()
     meta = {"format_version": FORMAT_VERSION, "model": lit.source, "model_fingerprint": model_fp,
             "image_tower": tower.name, "embed_dim": int(emb.shape[1]), "root": str(root), "count": len(emb),
-            "n_items": len(items), "n_bad": cache.manifest.n_bad,
+            "n_items": n_items, "n_bad": cache.manifest.n_bad,
             "bad_inputs": str((out / FEATURES / "bad_inputs.tsv").resolve()), "backend": backend,
             "faiss_threshold": opts.faiss_threshold, "faiss_factory": opts.faiss_factory,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -140,23 +135,10 @@ class ImageIndex:
             self._faiss = faiss.read_index(str(f)) if f.is_file() else build_faiss(np.asarray(emb), meta["faiss_factory"])
 
     @classmethod
-    def open(cls, folder: str | Path, model=None, backend: str | None = None) -> "ImageIndex":
-        """Open an index; ``model`` defaults to the one recorded in it. ``backend``: exact | faiss."""
+    def open(cls, folder: str | Path, model, backend: str | None = None) -> "ImageIndex":
+        """Open an index with ``model`` (a ``LiT`` with the weights that made it). ``backend``: exact | faiss."""
         folder = Path(folder)
-        if not (folder / INDEX_FILE).is_file():
-            hint = (" (embedding did not finish: run the same `littune index` command again)"
-                    if (folder / FEATURES).is_dir() else " (make one with `littune index --model M DIR --out INDEX`)")
-            raise FileNotFoundError(f"{folder} is not an image index: no {INDEX_FILE}{hint}")
-        meta = json.loads((folder / INDEX_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{folder / INDEX_FILE}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-        if model is None:
-            from .model import load
-
-            if not meta.get("model") or not Path(meta["model"]).exists():
-                raise FileNotFoundError(f"{folder}: the model that made it ({meta.get('model')}) is gone; "
-                                        "pass it with --model (it must have the same weights)")
-            model = load(meta["model"])
+        meta = read_meta(folder)
         have = model_fingerprint(model)
         if have != meta["model_fingerprint"]:
             raise ValueError(f"{folder} was made by another model (fingerprint {meta['model_fingerprint']}, "
@@ -189,8 +171,14 @@ class ImageIndex:
         return hits[0] if isinstance(query, str) else hits
 
 
-def load_index(path: str | Path, model: str | Path | None = None, backend: str | None = None) -> ImageIndex:
-    """Open an index with the model recorded in it (or ``model``, a run or export with the same weights)."""
-    from .model import load
-
-    return ImageIndex.open(path, model=load(model) if model is not None else None, backend=backend)
+def read_meta(folder: str | Path) -> dict:
+    """index.json of a finished index (its model's path and fingerprint, counts, backend)."""
+    folder = Path(folder)
+    if not (folder / INDEX_FILE).is_file():
+        hint = (" (embedding did not finish: run the same `littune index` command again)"
+                if (folder / FEATURES).is_dir() else " (make one with `littune index --model M DIR --out INDEX`)")
+        raise FileNotFoundError(f"{folder} is not an image index: no {INDEX_FILE}{hint}")
+    meta = json.loads((folder / INDEX_FILE).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder / INDEX_FILE}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+    return meta

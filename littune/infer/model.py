@@ -23,11 +23,12 @@ import torch
 from PIL import Image
 
 from ..data.images import DEFAULT_MAX_PIXELS, load_image
-from ..encode import encode_texts
+from ..encode import encode_features, encode_texts
 from ..evaluate.templates import get_templates
 from ..evaluate.zeroshot import build_classifier, validate_templates
 from ..model import LiTModel
-from ..train.config import ExperimentConfig
+from ..config import ExperimentConfig
+from .index import ImageIndex, IndexOptions, build_index, read_meta
 
 ImageInput = Union[str, Path, bytes, Image.Image]
 DEFAULT_TEMPLATES = "simple"  # littune/resources/templates/simple.txt: eight general prompts
@@ -144,16 +145,22 @@ class LiT:
         return [{labels[j]: float(row[j]) for j in row.argsort(descending=True, stable=True).tolist()}
                 for row in probs]
 
-    # ---- the image index ------------------------------------------------------------------------
-    def build_index(self, folder: str | Path, out: str | Path, options=None):
-        """Embed every image under ``folder`` into a searchable index at ``out`` (resumable)."""
-        from .index import build_index
+    def exclusive(self):
+        """The model's lock (re-entrant): hold it to run several steps on the model as one."""
+        return self._lock
 
+    @torch.no_grad()
+    def embed_image_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D_img) image tower features (e.g. from an embedding cache) -> (N, E) embeddings."""
+        with self._lock:
+            return encode_features(self.model, features).float()
+
+    # ---- the image index ------------------------------------------------------------------------
+    def build_index(self, folder: str | Path, out: str | Path, options: IndexOptions | None = None) -> ImageIndex:
+        """Embed every image under ``folder`` into a searchable index at ``out`` (resumable)."""
         return build_index(self, folder, out, options)
 
-    def open_index(self, path: str | Path, backend: str | None = None):
-        from .index import ImageIndex
-
+    def open_index(self, path: str | Path, backend: str | None = None) -> ImageIndex:
         return ImageIndex.open(path, model=self, backend=backend)
 
 
@@ -182,3 +189,15 @@ def load(path: str | Path, device: str = "cpu") -> LiT:
     model, cfg = load_run(p)
     model = model.to(distributed.resolve_device(device))
     return LiT(model, cfg, source=Path(path).resolve())
+
+
+def load_index(path: str | Path, model: str | Path | LiT | None = None, backend: str | None = None) -> ImageIndex:
+    """Open an index with the model recorded in it (or ``model``, a run, export or ``LiT`` with the same weights)."""
+    if model is None:
+        meta = read_meta(path)
+        if not meta.get("model") or not Path(meta["model"]).exists():
+            raise FileNotFoundError(f"{path}: the model that made it ({meta.get('model')}) is gone; "
+                                    "pass it with --model (it must have the same weights)")
+        model = meta["model"]
+    lit = model if isinstance(model, LiT) else load(model)
+    return ImageIndex.open(path, model=lit, backend=backend)

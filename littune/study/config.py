@@ -7,10 +7,10 @@
     settings:                                       # name -> overrides (the grid, in order)
       LU: []
       Uu: [model.image.lock=U, model.text.name=scratch, model.text.lock=u]
-    eval:
-      retrieval: flickr8k:../shared/data/flickr8k:test
-      zeroshot: ../shared/data/flowers/test
-      classnames: configs/study/flowers_classnames.csv
+    evals:                                          # the evaluation suite (littune/evaluate/evaluators.py)
+      test: {kind: retrieval, data: flickr8k:../shared/data/flickr8k:test}
+      flowers: {kind: zeroshot, images: ../shared/data/flowers/test,
+                classnames: configs/study/flowers_classnames.csv, templates: flowers}
 
 Every setting sees the same data, steps and batch size unless its own overrides say otherwise,
 so the grid compares settings at equal compute in steps (the report also gives wall time).
@@ -19,20 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from ..train.config import ConfigError, ExperimentConfig, load_config, load_structured
-
-
-@dataclass
-class StudyEvalConfig:
-    retrieval: Optional[str] = None  # a data spec with captions (flickr8k:DIR:test, x.csv): image<->text R@K
-    retrieval_split: Optional[str] = "test"
-    zeroshot: Optional[str] = None  # a folder of class sub-folders: zero-shot top-1 / top-5
-    classnames: Optional[str] = None  # folder,name CSV (default: the folder names)
-    templates: str = "simple"  # a built-in template set or a file of templates
-    probe: bool = False  # also a linear probe on the image features (needs zeroshot_train)
-    zeroshot_train: Optional[str] = None  # labelled training folder for the probe
+from ..config import ConfigError, ExperimentConfig, load_config, load_structured
 
 
 @dataclass
@@ -42,7 +31,7 @@ class StudyConfig:
     base: Optional[str] = None  # an experiment YAML (configs/..., _base_ allowed); None: the defaults
     common: list[str] = field(default_factory=list)  # dotted overrides every setting gets first
     settings: dict[str, list[str]] = field(default_factory=dict)  # setting name -> its own overrides
-    eval: StudyEvalConfig = field(default_factory=StudyEvalConfig)
+    evals: dict[str, Any] = field(default_factory=dict)  # name -> {kind, ...options}, as in an experiment
     cache_root: Optional[str] = None  # embedding caches (default $LITTUNE_CACHE_DIR or ~/.cache/littune)
 
     def experiment(self, setting: str) -> ExperimentConfig:
@@ -74,8 +63,12 @@ def load_study_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
     study: StudyConfig = load_structured(StudyConfig, path, overrides, example="out_dir=runs/my_study")
     if not study.settings:
         raise ConfigError(f"{path}: 'settings' is empty: name at least one setting (e.g. LU: [])")
-    if not (study.eval.retrieval or study.eval.zeroshot):
-        raise ConfigError(f"{path}: eval needs 'retrieval' and/or 'zeroshot' data")
+    if not study.evals:
+        raise ConfigError(f"{path}: 'evals' is empty: name at least one evaluation "
+                          "(e.g. test: {kind: retrieval, data: flickr8k:DIR:test})")
+    from ..evaluate.suite import EvalSuite
+
+    EvalSuite.from_evals(study.evals)  # unknown kinds and options fail here, before any training
     for name in study.settings:  # fail on a bad override before hours of training, not after
         study.experiment(name)
     return study

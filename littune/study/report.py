@@ -78,10 +78,8 @@ def plot_accuracy_vs_time(results: dict[str, dict], out_png: Path) -> Path:
     return save_figure(fig, out_png)
 
 
-def write_study_report(study: StudyConfig) -> Path:
-    from .runner import collect_results
-
-    results = collect_results(study)
+def write_study_report(study: StudyConfig, results: dict[str, dict]) -> Path:
+    """study.md, the plots and study.json from the finished settings' ``results`` (in study order)."""
     out = Path(study.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     missing = [n for n in study.settings if n not in results]
@@ -93,8 +91,9 @@ def write_study_report(study: StudyConfig) -> Path:
         plot_accuracy_vs_time(results, out / "study_accuracy_time.png")
     if missing:
         lines += [f"Not finished yet: {', '.join(missing)} (rerun the same command to continue).", ""]
-    lines += ["Retrieval: " + (study.eval.retrieval or "–") + f"; zero-shot: {study.eval.zeroshot or '–'}"
-              f" (templates: {study.eval.templates}).", "",
+    lines += ["Evaluations: " + "; ".join(f"{n} ({e['kind']}: " + ", ".join(f"{k}={v}" for k, v in e.items()
+                                                                           if k != "kind") + ")"
+                                          for n, e in study.evals.items()) + ".", "",
               "Common overrides: " + (" ".join(f"`{o}`" for o in study.common) or "none") + "; base: "
               + (f"`{study.base}`" if study.base else "defaults") + ".", ""]
     for n in study.settings:

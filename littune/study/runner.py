@@ -14,8 +14,11 @@ import sys
 import time
 from typing import Iterable
 
-from ..train.config import ConfigError, ExperimentConfig
+from ..config import ConfigError, ExperimentConfig
+from ..evaluate.retrieval import RECALL_KEYS
+from ..runs import read_summary
 from .config import StudyConfig
+from .report import write_study_report
 
 RESULT = "result.json"
 SETTING = "study_setting.json"
@@ -44,36 +47,47 @@ def _check_same_setting(study: StudyConfig, name: str) -> None:
 def train_setting(study: StudyConfig, name: str, cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Train one setting (``cfg``: its experiment; resumed if it has a checkpoint) -> its summary."""
     from ..train import train
-    from ..train.checkpoint import latest_checkpoint
+    from ..runs import latest_checkpoint
 
     cfg.train.progress = progress
     _check_same_setting(study, name)
     folder = study.run_dir(name)
-    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    summary = read_summary(folder)
     if summary.get("step") == cfg.train.steps:
         return summary  # trained; only its evaluation is missing
     return train(cfg, resume=latest_checkpoint(folder) is not None)
 
 
+def flat_metrics(study: StudyConfig, results: dict[str, dict]) -> dict:
+    """The table's columns from the suite's results: the first retrieval evaluation's R@K, the
+    first zero-shot evaluation's ``zeroshot_*`` and the first probe's ``probe_top1``; every
+    evaluation's scalars stay under ``evals``."""
+    out: dict = {}
+    for name, m in results.items():
+        kind = study.evals[name]["kind"]
+        if kind == "retrieval" and "i2t_r1" not in out:
+            out.update({k: m[k] for k in RECALL_KEYS})
+        elif kind == "zeroshot" and "zeroshot_top1" not in out:
+            out.update({"zeroshot_top1": m["top1"], "zeroshot_top5": m.get("top5"),
+                        "zeroshot_per_class": m["per_class"]})
+        elif kind == "probe" and "probe_top1" not in out:
+            out["probe_top1"] = m["top1"]
+    return out
+
+
 def evaluate_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
     """The study's evaluation suite on one trained setting: {metric: value}."""
-    from ..evaluate.suite import eval_probe, eval_retrieval, eval_zeroshot
+    from ..evaluate.suite import EvalSuite
     from ..runs import load_run
 
-    model, cfg = load_run(study.run_dir(name))
-    e, metrics = study.eval, {}
+    model, _ = load_run(study.run_dir(name))
+    suite = EvalSuite.from_evals(study.evals, study.cache_root, progress)
     t0 = time.time()
-    if e.retrieval:
-        r = eval_retrieval(model, e.retrieval, e.retrieval_split, study.cache_root, progress)
-        metrics.update({k: r[k] for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")})
-    if e.zeroshot:
-        z = eval_zeroshot(model, e.zeroshot, e.classnames, e.templates, study.cache_root, progress)
-        metrics.update({"zeroshot_top1": z["top1"], "zeroshot_top5": z.get("top5"),
-                        "zeroshot_per_class": z["per_class"]})
-    if e.probe and e.zeroshot and e.zeroshot_train:
-        metrics["probe_top1"] = eval_probe(model, e.zeroshot_train, e.zeroshot, study.cache_root, progress)["top1"]
-    metrics["eval_s"] = round(time.time() - t0, 1)
-    return metrics
+    results = suite.run(model)
+    scalars = suite.scalars(results)
+    return {**flat_metrics(study, results),
+            "evals": {n: {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(n + "/")} for n in results},
+            "eval_s": round(time.time() - t0, 1)}
 
 
 def run_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
@@ -101,8 +115,6 @@ def run_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
 
 def run_study(study: StudyConfig, only: Iterable[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Train and evaluate the settings (``only``: a subset, e.g. one per process); then the report."""
-    from .report import write_study_report
-
     names = list(only) if only else list(study.settings)
     for n in names:
         if n not in study.settings:
@@ -111,8 +123,9 @@ def run_study(study: StudyConfig, only: Iterable[str] | None = None, progress: b
         if progress:
             print(f"[study {study.name}] setting {n} ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
         run_setting(study, n, progress)
-    write_study_report(study)
-    return collect_results(study)
+    results = collect_results(study)
+    write_study_report(study, results)
+    return results
 
 
 def collect_results(study: StudyConfig) -> dict[str, dict]:

@@ -25,7 +25,11 @@ class ImageTowerConfig:
     pretrained: bool = True  # False: random init even for L/U (tests, timing)
     checkpoint: Optional[str] = None  # local weights file instead of the source's own weights
     allow_partial: bool = False  # accept a checkpoint that only partly fits (lists what is missing)
-    head: str = "none"  # none (paper's best) | linear: a trainable head on the image features
+    head: str = "none"  # none (paper's best) | linear | mlp: a trainable head on the image features
+    head_hidden: int = 0  # mlp width (0: halfway between the tower's width and embed_dim, open_clip's)
+    head_depth: int = 2  # mlp: linear layers (2 = one hidden layer)
+    head_bias: bool = True
+    head_dropout: float = 0.0  # mlp: dropout after each hidden layer
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
 
     def build(self) -> ImageTower:
@@ -52,6 +56,11 @@ class TextTowerConfig:
     pretrained: bool = True
     pooling: str = "mean"  # first | last | mean | max | attention (scratch only)
     context_length: int = 32
+    head: str = "linear"  # linear | mlp | none: maps the text features into the shared space
+    head_hidden: int = 0  # mlp width (0: halfway between the tower's width and embed_dim, open_clip's)
+    head_depth: int = 2  # mlp: linear layers (2 = one hidden layer)
+    head_bias: bool = True  # false: open_clip's bias-free projections (needed by --format open_clip)
+    head_dropout: float = 0.0  # mlp: dropout after each hidden layer
     # scratch only:
     tokenizer: str = "minilm"  # minilm (packaged vocabulary) | train (on the captions) | path to tokenizer.json
     vocab_size: int = 8192  # when tokenizer=train

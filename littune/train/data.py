@@ -6,44 +6,17 @@ read batches by step number, so resuming at step s just starts the loader at s.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..cache import EmbedOptions, EmbeddingCache, default_cache_root, ensure_cache, load_items
+from ..cache import EmbedOptions, EmbeddingCache, auto_cache_dir, ensure_cache, load_items
 from ..cache.items import ImageItem
 from ..data.images import BadImage, load_image
 from ..towers import ImageTower
 from .batches import PairSchedule
-from .config import DataConfig
-
-
-def canonical_spec(spec: str) -> str:
-    """The same data named the same way from any working folder: local paths made absolute.
-
-    ``kind:PATH[:rest]`` specs (``flickr8k:DIR:split``, ``folder:DIR``) keep their kind and rest.
-    """
-    if "://" in spec or spec.startswith("pipe:"):
-        return spec
-    m = re.match(r"^([A-Za-z][A-Za-z0-9_]+):(.*)$", spec)
-    if m:
-        kind, rest = m.groups()
-        path, sep, tail = rest.partition(":")
-        return f"{kind}:{os.path.abspath(path)}{sep}{tail}"
-    return os.path.abspath(spec)
-
-
-def auto_cache_dir(root: str | None, spec: str, tower: ImageTower, views: int) -> Path:
-    """One folder per (data set, tower, weights, views): a changed tower never reuses a cache."""
-    spec = canonical_spec(spec)
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_")[-60:]
-    digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{views}".encode()).hexdigest()[:10]
-    return Path(root or default_cache_root()) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
+from ..config import DataConfig
 
 
 def open_cache(cfg: DataConfig, tower: ImageTower, split: str, progress: bool = True) -> EmbeddingCache:

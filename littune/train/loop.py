@@ -7,10 +7,8 @@ into the run directory and resumes exactly from its last checkpoint (``resume=Tr
 """
 from __future__ import annotations
 
-import json
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -22,10 +20,12 @@ from .. import distributed
 from ..losses import create_loss
 from ..model import LiTModel
 from .batches import PairSchedule
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model
-from .config import ExperimentConfig, to_yaml, validate
+from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
+                    write_config, write_summary)
+from ..config import ExperimentConfig, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache
-from .dev_eval import DevEvaluator
+from ..evaluate.suite import DEV, EvalSuite
+from ..evaluate.summary import build_report
 from .metrics_log import MetricsLog
 from .step import StepForward, grad_cache_step, plain_step
 
@@ -74,6 +74,7 @@ class Trainer:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
         self.device = distributed.resolve_device(t.device)
+        self.precision = distributed.resolve_precision(t.precision, self.device)
         image_tower = cfg.model.image.build().to(self.device)  # the cache is embedded on the device too
         self.cached = image_tower.locked and cfg.data.use_cache
         self.streamed = cfg.data.stream  # WebDataset shards streamed, never listed or loaded (train/stream.py)
@@ -85,7 +86,7 @@ class Trainer:
         elif self.cached:
             cache = open_cache(cfg.data, image_tower, "train", progress=t.progress)
             captions = cache.captions
-            shutil.copy(cache.folder / "manifest.json", self.run_dir / "cache_manifest.json")
+            keep_cache_manifest(self.run_dir, cache.folder)
         else:
             items = live_items(cfg.data)
             captions = [it.captions for it in items]
@@ -129,10 +130,11 @@ class Trainer:
                 state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
                 self.step = int(state["step"])
                 self.train_s = float(state.get("train_s", 0.0))
-        self.dev = (DevEvaluator.create(cfg, self.model, progress=t.progress)
-                    if cfg.data.dev and self.main else None)
+        # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
+        suite = EvalSuite.from_config(cfg, progress=t.progress)
+        self.suite = suite if self.main and len(suite) else None
         if self.main:
-            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+            write_config(self.run_dir, cfg)
         self.log = MetricsLog(self.run_dir, resume_step=self.step) if self.main else None
         self.n_bad = 0
 
@@ -144,7 +146,7 @@ class Trainer:
         tokens = {k: v.to(dev, non_blocking=True) for k, v in self.model.tokenize(batch["captions"]).items()}
         image_kw = ({"pixels": batch["pixels"].to(dev, non_blocking=True)} if batch.get("pixels") is not None
                     else {"image_features": batch["image_features"].to(dev, non_blocking=True)})
-        bf16 = t.precision == "bf16"
+        bf16 = self.precision == "bf16"
         self.optimizer.zero_grad(set_to_none=True)
         try:
             if t.grad_cache_chunk:
@@ -202,8 +204,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", T=f"{row['temperature']:.1f}",
                                 ex_s=f"{row['examples_per_s']:.0f}")
                 window_t, window_n = time.perf_counter(), 0
-            if self.dev and t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in self.dev().items()}})
+            if self.suite and self.step < t.steps and (due := self.suite.due(self.step)):
+                self.log.write({"step": self.step, **self.suite.scalars(self.suite.run(self.model, due))})
             if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.checkpoint()
             last = time.perf_counter()  # evaluation and checkpoints are not training time
@@ -213,19 +215,22 @@ class Trainer:
     def finish(self) -> dict:
         summary = {"step": self.step, "train_s": round(self.train_s, 2), "temperature": self.model.temperature,
                    "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
+        results = {}
         if self.main:
-            if self.dev:
-                dev = self.dev()
-                self.log.write({"step": self.step, **{f"dev/{k}": v for k, v in dev.items()}})
-                summary["dev"] = dev
+            if self.suite:
+                results = self.suite.run(self.model)
+                scalars = self.suite.scalars(results)
+                self.log.write({"step": self.step, **scalars})
+                summary["evals"] = {name: {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}
+                                    for name in results}
+                if DEV in results:
+                    summary["dev"] = summary["evals"][DEV]
             self.checkpoint()
             save_model(self.model, self.run_dir)
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_summary(self.run_dir, summary)
             self.log.close()
-            from ..evaluate.summary import build_report
-
             build_report(self.run_dir / "report", f"training run {self.cfg.name}",
-                         {"dev retrieval": summary["dev"]} if "dev" in summary else {}, run_dir=self.run_dir)
+                         {("dev retrieval" if n == DEV else n): m for n, m in results.items()}, run_dir=self.run_dir)
         distributed.barrier()
         return summary
 

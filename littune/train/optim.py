@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..model import LiTModel
-from .config import ExperimentConfig
+from ..config import ExperimentConfig
 
 
 def param_groups(model: LiTModel, cfg: ExperimentConfig) -> list[dict]:

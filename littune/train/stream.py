@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..data.sources import WebDatasetSource, expand_shards
 from ..data.streaming import Bad, StreamingDataset, worker_slot
-from .config import ConfigError, DataConfig, ExperimentConfig
+from ..config import ConfigError, DataConfig, ExperimentConfig
 
 
 def is_webdataset_spec(spec: str | None) -> bool:

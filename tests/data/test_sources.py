@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from littune.data import Flickr8k, load_image
-from littune.data.sources import CsvSource, JsonlSource, Record, WebDatasetSource, open_source
+from littune.data.open import open_source
+from littune.data.sources import CsvSource, JsonlSource, Record, WebDatasetSource
 from tests.data.shards import write_tar
 
 

@@ -204,7 +204,7 @@ def test_streaming_batches_stay_full_when_images_are_bad(tmp_path):
 
 
 def test_too_few_shards_for_the_processes_is_refused(shards):
-    from littune.train.config import ConfigError
+    from littune.config import ConfigError
 
     with pytest.raises(ConfigError, match="at least one per process"):
         StreamingBatches(shards[:1], _pixels, batch_size=4, rank=0, world=2)
@@ -225,7 +225,7 @@ def test_training_streams_webdataset_shards(tmp_path, shards, tiny_weights):
     from tests.cache.tiny_data import model_overrides
 
     from littune.train import Trainer, load_config
-    from littune.train.config import ConfigError
+    from littune.config import ConfigError
 
     base = model_overrides(tiny_weights) + [
         f"data.train={Path(shards[0]).parent}", "train.batch_size=4", "train.steps=2", "train.progress=false",

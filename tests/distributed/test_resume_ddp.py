@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from littune.cache import EmbedOptions, embed
 from littune.train import Trainer, load_config
-from littune.train.checkpoint import list_checkpoints
+from littune.runs import list_checkpoints
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
 from tests.cache.tiny_data import _BOOT, load_tower, make_dataset, model_overrides, wait_for_file

@@ -13,7 +13,7 @@ from PIL import Image
 import littune
 from littune.infer.export import export_model
 from littune.train import load_config, to_yaml
-from littune.train.checkpoint import save_model
+from littune.runs import save_model
 
 from tests.towers.tiny import HF_IMAGE_BUILDERS, tiny_hf_tokenizer
 

@@ -11,7 +11,7 @@ import yaml
 
 from littune.cli import main
 from littune.study import collect_results, load_study_config, run_study
-from littune.train.config import ConfigError
+from littune.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SCRATCH = ["model.text.name=scratch", "model.text.lock=u", "model.text.tokenizer=minilm", "model.text.width=32",
@@ -44,7 +44,8 @@ def _write_study(path: Path, data: dict, settings: dict, out: Path, steps: int =
                    "train.ckpt_every=1", "train.progress=false", "optim.warmup_steps=1", "model.image.pretrained=false",
                    "data.num_workers=0", "train.threads=1"],
         "settings": settings,
-        "eval": {"retrieval": data["csv"], "retrieval_split": None, "zeroshot": data["flowers"], "templates": "simple"},
+        "evals": {"pairs": {"kind": "retrieval", "data": data["csv"]},
+                  "flowers": {"kind": "zeroshot", "images": data["flowers"], "templates": "simple"}},
     }, sort_keys=False))
     return path
 
@@ -158,15 +159,15 @@ def test_shipped_study_configs_parse_and_name_the_papers_settings():
 
 def test_bad_study_configs_name_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nsettings: {A: [train.stepz=3]}\neval: {zeroshot: somewhere}\n")
+    bad.write_text("name: x\nsettings: {A: [train.stepz=3]}\nevals: {zs: {kind: zeroshot, images: somewhere}}\n")
     with pytest.raises(ConfigError, match="study setting 'A'.*stepz"):
         load_study_config(bad)
-    bad.write_text("name: x\nsettings: {}\neval: {zeroshot: somewhere}\n")
+    bad.write_text("name: x\nsettings: {}\nevals: {zs: {kind: zeroshot, images: somewhere}}\n")
     with pytest.raises(ConfigError, match="'settings' is empty"):
         load_study_config(bad)
     bad.write_text("name: x\nsetings: {A: []}\n")
     with pytest.raises(ConfigError, match="setings"):
         load_study_config(bad)
-    bad.write_text("name: x\nsettings: {A: []}\neval: {zeroshot: somewhere}\n")
+    bad.write_text("name: x\nsettings: {A: []}\nevals: {zs: {kind: zeroshot, images: somewhere}}\n")
     with pytest.raises(ConfigError, match="no setting 'B'"):
         run_study(load_study_config(bad), only=["B"], progress=False)

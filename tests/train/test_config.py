@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from littune.cli import main
 from littune.train import ConfigError, ExperimentConfig, load_config, to_yaml
-from littune.train.config import validate
+from littune.config import validate
 
 
 def test_defaults():

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from littune.cache import EmbedOptions, embed
 from littune.cli import main
 from littune.train import Trainer, load_config
-from littune.train.checkpoint import latest_checkpoint
+from littune.runs import latest_checkpoint
 
 from tests.cache.tiny_data import cli_command, cli_env, load_tower, make_dataset, model_overrides, wait_for_file
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from littune.cache import EmbedOptions, embed
 from littune.train import NonFiniteLoss, Trainer, load_config
-from littune.train.checkpoint import list_checkpoints
+from littune.runs import list_checkpoints
 from littune.train.optim import lr_factor
 
 from tests.cache.tiny_data import load_tower, make_dataset, model_overrides

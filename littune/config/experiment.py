@@ -4,6 +4,10 @@
 
 OmegaConf checks every key and type against the dataclasses, so a typo or a wrong type fails
 with the key named. A YAML file may start from another with ``_base_: other.yaml``.
+``evals`` names the evaluations to run during and after training (``littune.evaluate``):
+
+    evals:
+      flowers_zs: {kind: zeroshot, images: ../shared/data/flowers/train, templates: flowers, every: 500}
 """
 from __future__ import annotations
 
@@ -11,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from ..model import ModelConfig
+from .loader import ConfigError, load_structured
 
 
 @dataclass
@@ -57,7 +59,7 @@ class TrainConfig:
     loss: str = "softmax"  # softmax (CLIP/LiT) | sigmoid (SigLIP)
     local_loss: bool = False  # distributed: local rows against global columns (memory-lean)
     grad_cache_chunk: int = 0  # >0: gradient cache with text chunks of this size (huge batches)
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the CPU/GPU runs it natively)
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0  # steps between dev evaluations (0: at the end only)
@@ -75,53 +77,13 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-class ConfigError(ValueError):
-    pass
-
-
-def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    if path in seen:
-        raise ConfigError(f"{path}: _base_ cycle")
-    node = OmegaConf.load(path)
-    base = node.pop("_base_", None)
-    if base is None:
-        return node
-    return OmegaConf.merge(_load_yaml((path.parent / base).resolve(), seen + (path,)), node)
-
-
-def load_structured(schema: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                    example: str = "train.batch_size=1024"):
-    """A dataclass from a YAML file (``_base_`` allowed) plus dotted overrides, checked by OmegaConf.
-
-    Unknown keys and wrong types fail with the file or override and the key named.
-    """
-    where = str(path) if path else "defaults"
-    try:
-        cfg = OmegaConf.structured(schema)
-        if path:
-            cfg = OmegaConf.merge(cfg, _load_yaml(Path(path).resolve()))
-        for o in overrides:
-            if "=" not in o:
-                raise ConfigError(f"override '{o}' is not key=value (e.g. {example})")
-            where = f"override '{o}'"
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
-        return OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        msg = (getattr(e, "msg", None) or str(e)).splitlines()[0]
-        raise ConfigError(f"{where}: {msg}" + (f" (key: {key})" if key else "")) from None
+    # name -> {kind: zeroshot|retrieval|probe, every: N, ...the evaluator's own options}; each
+    # evaluator checks its options (littune/evaluate/evaluators.py). data.dev adds one named "dev".
+    evals: dict[str, Any] = field(default_factory=dict)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     return load_structured(ExperimentConfig, path, overrides)
-
-
-def to_yaml(cfg: ExperimentConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
 def validate(cfg: ExperimentConfig) -> None:
@@ -133,12 +95,15 @@ def validate(cfg: ExperimentConfig) -> None:
     check_lock_mode(cfg.model.text.lock, "model.text.lock")
     if cfg.train.loss not in LOSSES:
         raise ConfigError(f"train.loss='{cfg.train.loss}' is not a registered loss (softmax, sigmoid)")
-    if cfg.train.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32 or bf16")
+    if cfg.train.precision not in ("fp32", "bf16", "auto"):
+        raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32, bf16 or auto")
     for key, value in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size)):
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     if cfg.train.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: a contrastive batch needs negatives")
+    for name, spec in cfg.evals.items():
+        if not isinstance(spec, dict) or "kind" not in spec:
+            raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")

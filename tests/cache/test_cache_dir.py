@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from littune.train.data import auto_cache_dir, canonical_spec
+from littune.cache.naming import auto_cache_dir, canonical_spec
 
 
 class _Tower:

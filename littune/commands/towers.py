@@ -1,0 +1,30 @@
+"""``littune towers``: the registered image and text towers, their embedding sizes and preprocessing."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .base import command
+
+
+@command("towers", "list the registered image and text towers")
+def _towers(p: argparse.ArgumentParser):
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def run(a: argparse.Namespace) -> int:
+        from ..towers import list_image_towers, list_text_towers
+        from ..towers.describe import describe_registered, format_preprocess
+
+        data = describe_registered(list_image_towers(), list_text_towers())
+        if a.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        for kind in ("image", "text"):
+            print(f"{kind} towers:")
+            for t in data[kind]:
+                print(f"  {t['name']:<20} {str(t.get('embed_dim', '')):<22} {t['description']}")
+                if t.get("preprocess"):
+                    print(f"  {'':<20} preprocess: {format_preprocess(t['preprocess'])}")
+        return 0
+
+    return run

@@ -1,0 +1,115 @@
+"""The export folder format: a self-contained model folder that ``littune.load`` reads without the run.
+
+    export.json          format, where it came from, the towers' fingerprints, what else was written
+    config.yaml          the run's experiment config (tower sources are rewritten at load time)
+    model.safetensors    every weight, the locked image tower's too (a run leaves those out)
+    model_info.json      fingerprints, as in a run directory
+    tokenizer/           the text tower's tokenizer (tokenizer.json for a scratch tower)
+    image_hf/, text_hf/  config (+ image processor / tokenizer) of Hugging Face towers, so they are
+                         rebuilt from the folder with no hub or package
+    hf_dual_encoder/     where both towers come from Hugging Face: a transformers
+                         VisionTextDualEncoderModel with the same embeddings (see hf_dual.py)
+
+Loading builds every tower without pre-trained weights, loads all weights strictly, and checks the
+fingerprints recorded at export: the export is provably the model that was trained.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import ExperimentConfig, load_config, to_yaml
+from ..model import LiTModel
+from .files import CONFIG_FILE, EXPORT_FILE, INFO_FILE, MODEL_FILE, TOKENIZER_DIR
+FORMAT = "littune-export"
+FORMAT_VERSION = 1
+
+
+def is_export(path: str | Path) -> bool:
+    return (Path(path) / EXPORT_FILE).is_file()
+
+
+def _hf_spec(name: str) -> str | None:
+    return name[3:] if name.startswith("hf:") else None
+
+
+def _save_hf_image(model: LiTModel, cfg: ExperimentConfig, folder: Path) -> str | None:
+    spec = _hf_spec(cfg.model.image.name)
+    if spec is None:
+        return None
+    from transformers import AutoImageProcessor
+
+    model.image.model.config.save_pretrained(folder / "image_hf")
+    AutoImageProcessor.from_pretrained(spec).save_pretrained(folder / "image_hf")
+    return "image_hf"
+
+
+def _save_hf_text(model: LiTModel, cfg: ExperimentConfig, folder: Path) -> str | None:
+    if cfg.model.text.name == "scratch":
+        return None
+    model.text.model.config.save_pretrained(folder / "text_hf")
+    model.text.tokenizer.save(folder / "text_hf")
+    return "text_hf"
+
+
+def write_export(model: LiTModel, cfg: ExperimentConfig, folder: Path, source: str | None,
+                 extra: dict | None = None) -> dict:
+    """Write ``model`` in littune's export format into ``folder`` (which the caller made, empty).
+
+    ``extra`` (e.g. what other formats were written beside it) goes into export.json too.
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / MODEL_FILE))
+    (folder / CONFIG_FILE).write_text(to_yaml(cfg))
+    info = {"fingerprints": model.fingerprints(), "not_saved": [], "embed_dim": model.embed_dim}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
+    if cfg.model.text.name == "scratch":
+        model.text.tokenizer.save(folder / TOKENIZER_DIR)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "source": source,
+            "image": {"name": model.image.name, "folder": _save_hf_image(model, cfg, folder)},
+            "text": {"name": model.text.name, "folder": _save_hf_text(model, cfg, folder)},
+            "embed_dim": model.embed_dim, "temperature": model.temperature,
+            "fingerprints": info["fingerprints"], **(extra or {})}
+    (folder / EXPORT_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def read_export_meta(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / EXPORT_FILE).read_text())
+
+
+def load_export(folder: str | Path) -> tuple[LiTModel, ExperimentConfig]:
+    """(model in eval mode, config) from an export folder; nothing outside it is read."""
+    folder = Path(folder)
+    meta = read_export_meta(folder)
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder / EXPORT_FILE}: not a {FORMAT} v{FORMAT_VERSION} folder")
+    cfg = load_config(folder / CONFIG_FILE)
+    build_cfg = copy.deepcopy(cfg)  # a copy whose tower sources point into the folder
+    img, txt = build_cfg.model.image, build_cfg.model.text
+    img.pretrained, img.checkpoint, txt.pretrained = False, None, False
+    if meta["image"]["folder"]:
+        img.name = f"hf:{folder / meta['image']['folder']}"
+    if meta["text"]["folder"]:
+        txt.name = f"hf:{folder / meta['text']['folder']}"
+    tokenizer = str(folder / TOKENIZER_DIR) if txt.name == "scratch" else None
+    model = build_cfg.model.build(tokenizer=tokenizer)
+    model.image.name, model.text.name = meta["image"]["name"], meta["text"]["name"]
+    state = load_file(str(folder / MODEL_FILE))
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{folder / MODEL_FILE} does not fit the model in its config.yaml: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+    have = model.fingerprints()
+    for tower, want in meta["fingerprints"].items():
+        if have[tower] != want:
+            raise ValueError(f"{folder}: the {tower} tower's weights do not match the export's fingerprint "
+                             f"({have[tower]} != {want}); the folder is damaged")
+    return model.eval(), cfg
