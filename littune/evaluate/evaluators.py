@@ -22,12 +22,12 @@ from omegaconf import MISSING
 
 from ..config import ConfigError, parse_options
 from ..data.folders import label_of, list_labelled_images
-from ..encode import encode_features, encode_texts
+from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
 from .classnames import load_classnames
-from .features import ImageFeatures, image_features
+from .features import ImageFeatures, image_features, text_features
 from .probe import linear_probe
 from .retrieval import RECALL_KEYS, retrieval_metrics
 from .templates import get_templates
@@ -46,6 +46,7 @@ class Evaluator:
     def __init__(self, cfg: Any, *, cache_root: str | Path | None = None, progress: bool = True):
         self.cfg, self.cache_root, self.progress = cfg, cache_root, progress
         self._prepared: dict[str, Any] = {}  # locked tower fingerprint -> prepared image side
+        self._prepared_text: dict[str, Any] = {}  # the same for a locked text tower
 
     def run(self, model: LiTModel) -> dict[str, Any]:
         raise NotImplementedError
@@ -59,6 +60,13 @@ class Evaluator:
         if fp not in self._prepared:
             self._prepared = {fp: make(tower)}
         return self._prepared[fp]
+
+    def _text_side(self, tower, make):
+        """``make(tower)`` once per locked text tower (identified by weights and tokenizer)."""
+        key = f"{tower.fingerprint()}|{tower.tokenizer.fingerprint()}"
+        if key not in self._prepared_text:
+            self._prepared_text = {key: make(tower)}
+        return self._prepared_text[key]
 
     def _features(self, tower: ImageTower, spec: str, **kw) -> ImageFeatures:
         return image_features(tower, spec, self.cache_root, self.progress, **kw)
@@ -137,8 +145,12 @@ class Retrieval(Evaluator):
         if not texts:
             raise ValueError(f"{spec}: no captions to retrieve")
         t2i = torch.tensor([i for i, caps in enumerate(f.captions) for _ in caps])
-        m = retrieval_metrics(encode_features(model, f.features), encode_texts(model, texts), t2i,
-                              chunk_size=c.chunk_size)
+        if model.text.locked:  # the text tower is fixed too: its features are computed once, then cached
+            feats = self._text_side(model.text, lambda t: text_features(t, texts, f.folder, self.progress))
+            txt = encode_text_features(model, feats)
+        else:
+            txt = encode_texts(model, texts)
+        m = retrieval_metrics(encode_features(model, f.features), txt, t2i, chunk_size=c.chunk_size)
         return {**m, "data": spec, "n_skipped": len(f.bad)}
 
 

@@ -213,7 +213,7 @@ class Trainer:
             bar.update(1)
             if self.main and (self.step % t.log_every == 0 or self.step == t.steps):
                 dt = time.perf_counter() - window_t
-                row = {"step": self.step, **stats, "temperature": self.model.temperature,
+                row = {"step": self.step, **stats, "train_s": round(self.train_s, 3), "temperature": self.model.temperature,
                        "bias": float(self.model.logit_bias.detach()),
                        "examples_per_s": window_n / dt if dt > 0 else math.nan}
                 self.log.write(row)
@@ -221,7 +221,8 @@ class Trainer:
                                 ex_s=f"{row['examples_per_s']:.0f}")
                 window_t, window_n = time.perf_counter(), 0
             if self.suite and self.step < t.steps and (due := self.suite.due(self.step)):
-                self.log.write({"step": self.step, **self.suite.scalars(self.suite.run(self.model, due))})
+                self.log.write({"step": self.step, "train_s": round(self.train_s, 3),
+                                **self.suite.scalars(self.suite.run(self.model, due))})
             if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.checkpoint()
             last = time.perf_counter()  # evaluation and checkpoints are not training time
@@ -236,7 +237,7 @@ class Trainer:
             if self.suite:
                 results = self.suite.run(self.model)
                 scalars = self.suite.scalars(results)
-                self.log.write({"step": self.step, **scalars})
+                self.log.write({"step": self.step, "train_s": round(self.train_s, 3), **scalars})
                 summary["evals"] = {name: {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}
                                     for name in results}
                 if DEV in results:
