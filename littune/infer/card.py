@@ -51,7 +51,7 @@ def source_facts(lit) -> dict[str, Any]:
 
 def _scalars(metrics: dict[str, Any]) -> list[tuple[str, float]]:
     return [(k, float(v)) for k, v in metrics.items()
-            if isinstance(v, float) and k not in _COUNTS]
+            if isinstance(v, float) and k not in _COUNTS and not k.endswith("_s")]  # no timings
 
 
 def _towers(lit) -> list[str]:
@@ -129,7 +129,7 @@ def render_card(lit, fmt: str, facts: dict[str, Any], fingerprints: dict[str, di
              f"- data: `{t['data']}`",
              f"- steps: {steps}, batch size {t['batch_size']}, {t['loss']} loss"
              + (f", {t['train_s']:.0f} s of training" if isinstance(t.get("train_s"), (int, float)) else ""),
-             f"- learned temperature (logit scale): {t['temperature']:.3f}",
+             f"- learned temperature (exp of logit_scale): {t['temperature']:.3f}",
              f"- source: `{t['source']}`" if t.get("source") else "- source: a model built in Python", "",
              "## Evaluation", "", "From the run's report (`report/metrics.json`; all of it in `metrics.json`).", "",
              *_evals_table(facts["evals"]), "",
@@ -147,6 +147,10 @@ def render_card(lit, fmt: str, facts: dict[str, Any], fingerprints: dict[str, di
               "- Images are preprocessed as the image tower expects (the exported preprocessing reproduces it); "
               "other resizing changes the embeddings."]
     if fmt == "open_clip":
+        lines.append("- open_clip finds the text model's config and tokenizer through the absolute path in "
+                     "`text_cfg.hf_model_name`: after moving the folder, pass `text_cfg={**text_cfg, "
+                     "'hf_model_name': NEW, 'hf_tokenizer_name': NEW}` to `create_model_and_transforms` "
+                     "(`littune eval` finds them by itself).")
         lines.append("- open_clip's tokenizer cleans texts first (ftfy, HTML entities, whitespace): a text "
                      "with HTML entities or mis-encoded characters may tokenize differently than in littune.")
     return "\n".join(lines) + "\n"

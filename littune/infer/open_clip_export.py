@@ -110,7 +110,7 @@ def _timm_pool(model: nn.Module) -> str:
         if gp is not None and isinstance(getattr(gp, "pool_type", None), str):
             return gp.pool_type
     raise NotRepresentable("image tower", f"{type(model).__name__} has no global_pool that open_clip's timm_pool "
-                           "can name", "train with a timm model that has one (e.g. efficientnet_lite0, resnet50, vit_*)")
+                           "can name", "train with a timm model that has one (efficientnet_lite0, resnet50, vit_*)")
 
 
 def _linears(head: nn.Module, where: str) -> list[nn.Linear]:
@@ -212,10 +212,11 @@ def _zero_or_none(bias: torch.Tensor | None) -> bool:
     return bias is None or not bool(bias.detach().abs().max() > 0)
 
 
-def _pad_id(tokenizer) -> int:
+def _pad_id(tokenizer) -> int | None:
     """The id the tokenizer pads with: read off a padded batch (littune's Tokenizer hides its tokenizer)."""
     tokens = tokenizer(["a", "a b c d e f g h"])
-    return int(tokens["input_ids"][0][tokens["attention_mask"][0] == 0][0])
+    pads = tokens["input_ids"][0][tokens["attention_mask"][0] == 0]
+    return int(pads[0]) if len(pads) else None  # None: a context too short to pad anything
 
 
 def _text_head(head: nn.Module, d_in: int, embed_dim: int) -> tuple[str | None, dict[str, torch.Tensor]]:
@@ -252,7 +253,7 @@ def _text_side(lit, folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
         raise NotRepresentable("text tower", f"pools with {text.pooling!r}; open_clip pools mean or the first token",
                                "train with model.text.pooling=mean (or first)")
     tok_pad = _pad_id(text.tokenizer)
-    if config.pad_token_id is None or tok_pad != config.pad_token_id:
+    if config.pad_token_id is None or tok_pad not in (None, config.pad_token_id):
         raise NotRepresentable("text tower", f"pads with token {tok_pad} but its config says {config.pad_token_id}; "
                                "open_clip finds padding by the config's pad_token_id", "fix the tower's config.json")
     proj_type, head_state = _text_head(model.text_head, text.embed_dim, model.embed_dim)

@@ -168,7 +168,7 @@ def test_hf_image_tower_is_refused(tmp_path):
     proc.save_pretrained(tmp_path / "vision")
     lit = littune.load(_run(tmp_path, [f"model.image.name=hf:{tmp_path / 'vision'}", "model.image.checkpoint=null",
                                        "model.image.kwargs={}"]))
-    with pytest.raises(NotRepresentable, match="image tower 'hf:.*' is not a timm model.*model.image.name=efficientnet"):
+    with pytest.raises(NotRepresentable, match="image tower 'hf:.*' is not a timm model.*image.name=efficientnet"):
         export_model(lit, tmp_path / "oc", format="open_clip")
 
 
