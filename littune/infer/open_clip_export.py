@@ -196,7 +196,8 @@ def _image_side(lit) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Te
                                f"unexpected {extra[:4]})", "train with a plain timm model (no custom layers)")
     trunk.load_state_dict({k: own[k] for k in want}, strict=True)
     x = torch.randn(2, 3, pre.input_size, pre.input_size, generator=torch.Generator().manual_seed(0))
-    if not torch.allclose(trunk(x), model.image(x), atol=1e-4, rtol=1e-4):
+    device = next(model.image.parameters()).device
+    if not torch.allclose(trunk(x), model.image(x.to(device)).cpu(), atol=1e-4, rtol=1e-4):
         raise NotRepresentable("image tower", f"pooled with timm_pool={pool!r} gives other features than littune's "
                                "tower", "train with a timm model whose pooled pre-logits open_clip can build")
     vision_cfg = {"timm_model_name": timm_name, "timm_model_pretrained": False, "timm_pool": pool,

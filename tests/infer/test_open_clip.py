@@ -97,7 +97,8 @@ def _open_clip_embeddings(folder: Path, images, texts):
 
 @pytest.mark.parametrize("variant", [
     dict(name="mean-linear", overrides=[]),
-    dict(name="first-mlp-sigmoid", overrides=["model.text.pooling=first", "model.text.head=mlp", "train.loss=sigmoid"]),
+    dict(name="first-mlp-sigmoid", overrides=["model.text.pooling=first", "model.text.head=mlp", "train.loss=sigmoid",
+                                               "model.text.head_dropout=0.1"]),  # dropout: off at eval
     dict(name="image-linear", overrides=["model.image.head=linear", "model.embed_dim=48"]),
     dict(name="image-mlp", overrides=["model.image.head=mlp", "model.image.head_hidden=96", "model.embed_dim=48",
                                       "model.image.head_bias=false", "model.text.head=mlp"]),
@@ -118,7 +119,7 @@ def test_open_clip_gives_littune_embeddings(tmp_path, variant):
     if sigmoid:
         assert float(model.logit_bias.detach()) == pytest.approx(-3.5)
     # The eval harness reads the same folder through open_clip and agrees with the littune model.
-    adapted = load_model(f"local-dir:{out}")
+    adapted = load_model(out)  # a folder with open_clip_config.json, as local-dir:DIR
     assert torch.allclose(encode_texts(adapted, TEXTS), lit.embed_texts(TEXTS), atol=1e-5)
     assert adapted.temperature == pytest.approx(lit.temperature)
 
@@ -190,6 +191,8 @@ def test_output_folder_and_tampering(tmp_path, capsys):
     out.rename(moved)
     assert torch.allclose(encode_texts(load_open_clip(moved), TEXTS), littune.load(run).embed_texts(TEXTS),
                           atol=1e-5)
+    with pytest.raises(ValueError, match="is an open_clip model: `littune eval"):
+        littune.load(moved)  # littune.load reads littune's own format; it says what reads this one
     # ... and an edited one is refused, naming what changed.
     cfg_path = moved / "open_clip_config.json"
     original = cfg_path.read_text()
