@@ -53,7 +53,20 @@ class NotRepresentable(ValueError):
     """The model has a part that open_clip cannot express; the message names it and the fix."""
 
     def __init__(self, part: str, why: str, fix: str):
+        self.problems = [(part, why, fix)]
         super().__init__(f"cannot export as open_clip: the {part} {why}. To make the model exportable: {fix}")
+
+    @classmethod
+    def joined(cls, errors: list["NotRepresentable"]) -> "NotRepresentable":
+        """One error naming every part that does not fit (the image side's and the text side's)."""
+        if len(errors) == 1:
+            return errors[0]
+        problems = [p for e in errors for p in e.problems]
+        e = cls(*problems[0])
+        e.problems = problems
+        e.args = ("cannot export as open_clip:\n" + "\n".join(
+            f"  the {part} {why}. To make the model exportable: {fix}" for part, why, fix in problems),)
+        return e
 
 
 @dataclass
@@ -282,9 +295,17 @@ def plan_open_clip(lit, folder: str | Path) -> OpenCLIPPlan:
     ``folder`` is the export's final place: open_clip finds the text model's config and tokenizer
     through the absolute path written into ``text_cfg`` (``littune eval`` also finds them after a move).
     """
-    model = lit.model
-    vision_cfg, preprocess_cfg, image_state = _image_side(lit)
-    text_cfg, text_state = _text_side(lit, Path(folder))
+    model, errors = lit.model, []
+    try:
+        vision_cfg, preprocess_cfg, image_state = _image_side(lit)
+    except NotRepresentable as e:
+        errors.append(e)
+    try:
+        text_cfg, text_state = _text_side(lit, Path(folder))
+    except NotRepresentable as e:
+        errors.append(e)
+    if errors:
+        raise NotRepresentable.joined(errors)
     model_cfg = {"embed_dim": model.embed_dim, "vision_cfg": vision_cfg, "text_cfg": text_cfg,
                  "init_logit_scale": float(model.logit_scale.detach())}
     state = {**image_state, **text_state, "logit_scale": model.logit_scale}

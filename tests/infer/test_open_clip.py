@@ -161,6 +161,14 @@ def test_unrepresentable_models_are_refused_before_writing(tmp_path, overrides, 
     assert not out.exists()
 
 
+def test_every_part_that_does_not_fit_is_named(tmp_path, capsys):
+    """The demo's recipe before its two changes: both are named in one answer."""
+    run = _run(tmp_path, ["model.text.head_bias=true", "model.image.kwargs.pretrained_cfg_overlay.crop_pct=0.875"])
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "oc"), "--format", "open_clip"]) == 2
+    err = capsys.readouterr().err
+    assert "crop_pct=1.0" in err and "model.text.head_bias=false" in err and not (tmp_path / "oc").exists()
+
+
 def test_hf_image_tower_is_refused(tmp_path):
     from tests.towers.tiny import HF_IMAGE_BUILDERS
 
