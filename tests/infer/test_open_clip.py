@@ -36,24 +36,26 @@ TEXTS = ["red above blue", "a dog runs on the grass", "two people ride bikes dow
 OVERLAY = "model.image.kwargs.pretrained_cfg_overlay.crop_pct=1.0"  # open_clip's transform crops nothing extra
 
 
-def _tiny_bert(folder: Path) -> Path:
+def _tiny_text(folder: Path, kind: str = "bert") -> Path:
+    """A 2-layer BERT (or RoBERTa) with a WordPiece tokenizer, saved as a Hugging Face folder."""
     import transformers as tr
 
     tok = tiny_hf_tokenizer()
     torch.manual_seed(1)
-    bert = tr.BertModel(tr.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=64, max_position_embeddings=64, pad_token_id=0))
-    bert.save_pretrained(folder)
+    config, model = {"bert": (tr.BertConfig, tr.BertModel), "roberta": (tr.RobertaConfig, tr.RobertaModel)}[kind]
+    text = model(config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=0))
+    text.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 
 
-def _run(root: Path, overrides: list[str], *, init=None) -> Path:
-    """A run directory (config.yaml + weights) of a tiny LiT model: timm test_vit + a tiny BERT."""
+def _run(root: Path, overrides: list[str], *, text_kind: str = "bert") -> Path:
+    """A run directory (config.yaml + weights) of a tiny LiT model: timm test_vit + a tiny BERT / RoBERTa."""
     weights = root / "tower.safetensors"
     if not weights.is_file():
         save_tower_weights(weights)
-    text = root / "bert" if (root / "bert").is_dir() else _tiny_bert(root / "bert")
+    text = root / text_kind if (root / text_kind).is_dir() else _tiny_text(root / text_kind, text_kind)
     cfg = load_config(None, ["model.image.name=timm:test_vit", "model.image.pretrained=false",
                              f"model.image.checkpoint={weights}", OVERLAY, f"model.text.name=hf:{text}",
                              "model.text.context_length=16", "model.text.head_bias=false",
@@ -64,8 +66,6 @@ def _run(root: Path, overrides: list[str], *, init=None) -> Path:
         for p in [*model.image_head.parameters(), *model.text_head.parameters()]:
             p.normal_(0, 0.2)
         model.logit_bias.fill_(-3.5)
-    if init:
-        init(model)
     run = root / "run"
     shutil.rmtree(run, ignore_errors=True)
     save_model(model, run)
@@ -100,11 +100,14 @@ def _open_clip_embeddings(folder: Path, images, texts):
     dict(name="first-mlp-sigmoid", overrides=["model.text.pooling=first", "model.text.head=mlp", "train.loss=sigmoid",
                                                "model.text.head_dropout=0.1"]),  # dropout: off at eval
     dict(name="image-linear", overrides=["model.image.head=linear", "model.embed_dim=48"]),
+    dict(name="roberta-no-text-head", text_kind="roberta",
+         overrides=["model.image.head=linear", "model.image.head_bias=false", "model.embed_dim=32",
+                    "model.text.head=none"]),
     dict(name="image-mlp", overrides=["model.image.head=mlp", "model.image.head_hidden=96", "model.embed_dim=48",
                                       "model.image.head_bias=false", "model.text.head=mlp"]),
 ], ids=lambda v: v["name"])
 def test_open_clip_gives_littune_embeddings(tmp_path, variant):
-    lit = littune.load(_run(tmp_path, variant["overrides"]))
+    lit = littune.load(_run(tmp_path, variant["overrides"], text_kind=variant.get("text_kind", "bert")))
     out = tmp_path / "oc"
     meta = export_model(lit, out, format="open_clip")
     assert {"open_clip_config.json", "open_clip_model.safetensors", "config.json", "tokenizer.json", "README.md",
