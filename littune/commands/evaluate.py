@@ -10,7 +10,8 @@ _COUNTS = ("n", "n_skipped", "n_images", "n_texts", "best_C", "n_train", "n_test
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="run directory (littune train/demo) or export")
+    p.add_argument("--model", required=True, help="run directory (littune train/demo), littune export, or an "
+                                                  "open_clip folder (local-dir:DIR)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--report", default=None, metavar="DIR", help="write report.md and plots here")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache root (default ~/.cache/littune)")
@@ -60,10 +61,10 @@ def _eval(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from ..evaluate.suite import EvalSuite
         from ..evaluate.summary import build_report
-        from ..runs import load_run
+        from ..infer.open_clip_model import load_model
 
         suite = EvalSuite.from_evals({a.kind: {"kind": a.kind, **_options(a)}}, a.cache, not a.no_progress)
-        model, _cfg = load_run(a.model)
+        model = load_model(a.model)  # open_clip folders run through the same evaluators
         m = suite.run(model)[a.kind]
         _print(a.kind, m, suite.evals[a.kind].evaluator.scalars, a.json)
         if a.report:

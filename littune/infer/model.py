@@ -180,6 +180,10 @@ def load(path: str | Path, device: str = "cpu") -> LiT:
     p = Path(path)
     if (p / "index.json").is_file():
         raise ValueError(f"{p} is an image index, not a model: open it with littune.load_index({str(p)!r})")
+    if str(path).startswith("local-dir:") or (p / "open_clip_config.json").is_file():
+        folder = str(path).removeprefix("local-dir:")
+        raise ValueError(f"{path} is an open_clip model: `littune eval ... --model local-dir:{folder}` evaluates "
+                         "it; littune.load reads littune runs and exports")
     try:  # transformers' per-load progress bar is noise in a CLI answer or a server log
         from transformers.utils import logging as hf_logging
 
