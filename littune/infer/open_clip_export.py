@@ -190,7 +190,7 @@ def _image_side(lit) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Te
         raise NotRepresentable(
             "image preprocessing", f"resizes to {pre.resize_size} px and crops {pre.input_size} (crop_pct "
             f"{pre.crop_pct}); open_clip's transform resizes the shorter side to the crop size itself",
-            "train with model.image.kwargs.pretrained_cfg_overlay.crop_pct=1.0 (timm's config for the tower)")
+            "train with model.image.crop_pct=1.0")
     if pre.interpolation not in _INTERPOLATIONS:
         raise NotRepresentable("image preprocessing", f"interpolates {pre.interpolation!r}; open_clip's transform "
                                f"knows {' and '.join(_INTERPOLATIONS)}",

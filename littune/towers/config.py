@@ -4,7 +4,7 @@ The lock is one visible field per tower (``lock: L``), as in big_vision's config
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import torch
@@ -31,6 +31,7 @@ class ImageTowerConfig:
     head_bias: bool = True
     head_dropout: float = 0.0  # mlp: dropout after each hidden layer
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
+    crop_pct: Optional[float] = None  # replace the tower's centre-crop fraction (1.0: the whole image, open_clip's)
 
     def build(self) -> ImageTower:
         def make() -> ImageTower:
@@ -43,8 +44,12 @@ class ImageTowerConfig:
             # weights from a fixed seed so that loading the run rebuilds them bit for bit.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(LOCKED_RANDOM_INIT_SEED)
-                return make()
-        return make()
+                tower = make()
+        else:
+            tower = make()
+        if self.crop_pct is not None:  # part of the preprocessing, so caches made otherwise are refused
+            tower.preprocess = replace(tower.preprocess, crop_pct=float(self.crop_pct))
+        return tower
 
 
 @dataclass

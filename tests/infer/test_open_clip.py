@@ -33,7 +33,7 @@ from tests.cache.tiny_data import save_tower_weights
 from tests.towers.tiny import tiny_hf_tokenizer
 
 TEXTS = ["red above blue", "a dog runs on the grass", "two people ride bikes down a hill and a very long tail"]
-OVERLAY = "model.image.kwargs.pretrained_cfg_overlay.crop_pct=1.0"  # open_clip's transform crops nothing extra
+OVERLAY = "model.image.crop_pct=1.0"  # open_clip's transform crops nothing extra
 
 
 def _tiny_text(folder: Path, kind: str = "bert") -> Path:
@@ -151,7 +151,7 @@ def test_state_names_follow_open_clip(tmp_path):
     (["model.text.pooling=max"], "pools with 'max'", "model.text.pooling=mean"),
     (["model.text.head=mlp", "model.text.head_depth=3"], "text head is an MLP of 3 layers", "head_depth=2"),
     (["model.image.head=mlp", "model.embed_dim=48"], "image head is an MLP", "model.image.head_hidden=96"),
-    (["model.image.kwargs.pretrained_cfg_overlay.crop_pct=0.875"], "crop_pct 0.875", "crop_pct=1.0"),
+    (["model.image.crop_pct=0.875"], "crop_pct 0.875", "crop_pct=1.0"),
 ], ids=["text-bias", "scratch", "max-pooling", "deep-mlp", "image-mlp-width", "crop_pct"])
 def test_unrepresentable_models_are_refused_before_writing(tmp_path, overrides, part, fix):
     lit = littune.load(_run(tmp_path, overrides))
@@ -166,7 +166,7 @@ def test_unrepresentable_models_are_refused_before_writing(tmp_path, overrides, 
 
 def test_every_part_that_does_not_fit_is_named(tmp_path, capsys):
     """The demo's recipe before its two changes: both are named in one answer."""
-    run = _run(tmp_path, ["model.text.head_bias=true", "model.image.kwargs.pretrained_cfg_overlay.crop_pct=0.875"])
+    run = _run(tmp_path, ["model.text.head_bias=true", "model.image.crop_pct=0.875"])
     assert main(["export", "--model", str(run), "--out", str(tmp_path / "oc"), "--format", "open_clip"]) == 2
     err = capsys.readouterr().err
     assert "crop_pct=1.0" in err and "model.text.head_bias=false" in err and not (tmp_path / "oc").exists()
