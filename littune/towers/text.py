@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..registry import Registry
+from .canonical import canonical_text
 from .lock import Lockable, fingerprint
 
 TEXT_TOWERS: Registry["TextTower"] = Registry("text tower")
@@ -36,17 +37,20 @@ def check_texts(texts: Sequence[str]) -> list[str]:
 class Tokenizer:
     """Texts -> {'input_ids', 'attention_mask'} (B, T) with T <= context_length.
 
-    Longer texts are truncated to the context length (documented behaviour, as in CLIP/LiT);
-    batches are padded to their longest member.
+    Every text is first put in its canonical written form (``canonical.canonical_text``: white
+    space, punctuation spacing, lower case where the vocabulary is uncased and the tokenizer would not
+    lower-case): training captions, prompts, class names and queries all pass here. Longer texts are
+    truncated to the context length (documented behaviour, as in CLIP/LiT); batches are padded to
+    their longest member.
     """
 
     def __init__(self, encode: Callable[[list[str]], dict[str, torch.Tensor]], context_length: int,
-                 vocab_size: int, save: Callable[[Path], None]):
+                 vocab_size: int, save: Callable[[Path], None], lowercase: bool = False):
         self._encode, self._save = encode, save
-        self.context_length, self.vocab_size = context_length, vocab_size
+        self.context_length, self.vocab_size, self.lowercase = context_length, vocab_size, lowercase
 
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self._encode(check_texts(texts))
+        return self._encode([canonical_text(t, self.lowercase) for t in check_texts(texts)])
 
     def save(self, folder: str | Path) -> None:
         self._save(Path(folder))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .canonical import needs_lowercase
 from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
 
 
@@ -27,7 +28,9 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
         enc = tok(texts, padding=True, truncation=True, max_length=ctx, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)))
+    lowercase = needs_lowercase(tok.get_vocab(), getattr(tok, "backend_tokenizer", None),
+                                bool(getattr(tok, "do_lower_case", False)))
+    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)), lowercase)
 
 
 class HFTextTower(TextTower):
