@@ -48,7 +48,8 @@ def _eval(p: argparse.ArgumentParser):
     _common(z)
     z.add_argument("--images", required=True, help="folder of class sub-folders")
     z.add_argument("--classnames", default=None, help="file of 'folder,name' lines (default: folder names)")
-    z.add_argument("--templates", default="simple", help="template file (lines with {}) or a built-in set")
+    z.add_argument("--templates", default="simple",
+                   help="a built-in template set or a file of lines with {}; combine several with '+' (flowers+simple)")
     r = sub.add_parser("retrieval", help="image-text retrieval R@1/5/10")
     _common(r)
     r.add_argument("--data", required=True, help="flickr8k folder, flickr8k:DIR, csv/jsonl or WebDataset")

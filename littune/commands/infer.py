@@ -20,7 +20,8 @@ def _classify(p: argparse.ArgumentParser):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--labels", required=True, help='comma-separated labels, e.g. "cat,dog,car"')
     p.add_argument("--templates", default=None,
-                   help="prompt templates: a file of lines with {} or a built-in set (default: simple)")
+                   help="prompt templates: a built-in set or a file of lines with {}; combine several with '+' "
+                        "(flowers+simple; default: simple)")
     p.add_argument("--json", action="store_true",
                    help='print a list of {"image", "label", "scores": {label: probability}}')
 

@@ -7,6 +7,7 @@ features and return named metrics as dicts of floats.
 from littune.evaluate.classnames import (
     get_classnames,
     imagenet_classnames,
+    load_class_aliases,
     load_classnames,
     synset_classnames,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "imagenet_classnames",
     "linear_probe",
     "list_template_sets",
+    "load_class_aliases",
     "load_classnames",
     "plot_confusion",
     "plot_per_class",

@@ -26,7 +26,7 @@ from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
-from .classnames import load_classnames
+from .classnames import load_class_aliases
 from .features import ImageFeatures, image_features, text_features
 from .probe import linear_probe
 from .retrieval import RECALL_KEYS, retrieval_metrics
@@ -90,8 +90,8 @@ def _labelled(ev: Evaluator, tower: ImageTower, folder: str) -> dict:
 @dataclass
 class ZeroShotConfig:
     images: str = MISSING  # a folder with one sub-folder per class
-    classnames: Optional[str] = None  # 'folder,name' lines (default: the folder names)
-    templates: str = "simple"  # a built-in template set or a file of lines with {}
+    classnames: Optional[str] = None  # 'folder,name' or 'folder,alias;alias' lines (default: the folder names)
+    templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (flowers+simple)
 
 
 @EVALUATORS.register("zeroshot", description="zero-shot classification of a folder of class sub-folders")
@@ -104,11 +104,13 @@ class ZeroShot(Evaluator):
         data = self._image_side(model.image, lambda t: _labelled(self, t, c.images))
         if len(data["labels"]) == 0:
             raise ValueError(f"{c.images}: no readable images to evaluate")
-        classnames = load_classnames(data["class_folders"], c.classnames)
+        aliases = load_class_aliases(data["class_folders"], c.classnames)
+        classnames = [names[0] for names in aliases]  # a class is reported under its first name
         prompts = get_templates(c.templates)
-        classifier = build_classifier(lambda t: encode_texts(model, t), classnames, prompts)
+        classifier = build_classifier(lambda t: encode_texts(model, t), aliases, prompts)
         m = zeroshot_metrics(encode_features(model, data["features"]), data["labels"], classifier, classnames)
-        return {**m, "classnames": classnames, "templates": c.templates, "n_templates": len(prompts),
+        extra = {"aliases": aliases} if any(len(names) > 1 for names in aliases) else {}
+        return {**m, "classnames": classnames, **extra, "templates": c.templates, "n_templates": len(prompts),
                 "n_skipped": len(data["bad"]), "skipped": data["bad"][:100]}
 
 

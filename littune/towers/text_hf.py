@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .canonical import needs_lowercase
 from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
 
 
@@ -28,7 +29,9 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     definition = tok.backend_tokenizer.to_str() if getattr(tok, "is_fast", False) else repr(sorted(tok.get_vocab().items()))
-    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)), definition)
+    lowercase = needs_lowercase(tok.get_vocab(), getattr(tok, "backend_tokenizer", None),
+                                bool(getattr(tok, "do_lower_case", False)))
+    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)), definition, lowercase)
 
 
 class HFTextTower(TextTower):

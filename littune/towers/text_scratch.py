@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from .canonical import needs_lowercase
 from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
 from .text_hf import minilm_path
 
@@ -33,7 +34,7 @@ def wrap_tokenizer(tok: "tokenizers.Tokenizer", context_length: int) -> Tokenize
         folder.mkdir(parents=True, exist_ok=True)
         tok.save(str(folder / "tokenizer.json"))
 
-    return Tokenizer(encode, context_length, tok.get_vocab_size(), save, tok.to_str())
+    return Tokenizer(encode, context_length, tok.get_vocab_size(), save, tok.to_str(), needs_lowercase(tok.get_vocab(), tok))
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> "tokenizers.Tokenizer":  # noqa: F821

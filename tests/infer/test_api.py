@@ -102,6 +102,32 @@ def test_templates_default_name_file_and_list(lit, tiny_lit_run, tmp_path):
     assert torch.allclose(lit.probabilities(image, "red above green, blue above red"), default)  # comma string
 
 
+def test_a_label_may_give_aliases(lit, tiny_lit_run):
+    """'red above green;green below red' averages both names' prompts; results keep the label as typed."""
+    image, templates = tiny_lit_run["images"][0], ["{}", "a picture: {}"]
+    labels = ["red above green;green below red", "blue above red"]
+    weights = lit.classifier(labels, templates)  # (2, E)
+    names = ["red above green", "green below red"]
+    mean = lit.embed_texts([t.replace("{}", n) for n in names for t in templates]).mean(dim=0)  # of unit rows
+    torch.testing.assert_close(weights[0], torch.nn.functional.normalize(mean, dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights[1], lit.classifier(["blue above red", "x"], templates)[0])
+    assert not torch.allclose(weights[0], lit.classifier(["red above green", "blue above red"], templates)[0])
+    (row,) = lit.classify(image, "red above green;green below red, blue above red", templates)
+    assert set(row) == set(labels)
+    with pytest.raises(ValueError, match=r"labels: empty name in 'red;;green'"):
+        lit.classify(image, ["red;;green", "blue"])
+    with pytest.raises(ValueError, match=r"labels: name 'red' given twice"):
+        lit.classify(image, "red;red, blue")
+
+
+def test_templates_combine_with_plus(lit, tiny_lit_run):
+    image, labels = tiny_lit_run["images"][0], ["red above green", "blue above red"]
+    both = lit.probabilities(image, labels, "flowers+simple")
+    from littune.evaluate.templates import get_templates
+
+    assert torch.allclose(both, lit.probabilities(image, labels, get_templates("flowers") + get_templates("simple")))
+
+
 def test_bad_input_is_named(lit, tiny_lit_run, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")

@@ -109,7 +109,7 @@ def test_edited_export_is_refused_and_force_replaces(tiny_lit_run, tmp_path):
 
 
 # ---- Hugging Face towers: a transformers VisionTextDualEncoderModel with the same embeddings ---------
-def _hf_run(root: Path, image_kind: str, pooling: str) -> Path:
+def _hf_run(root: Path, image_kind: str, pooling: str, *overrides: str) -> Path:
     """A run directory whose towers are tiny random-init HF models saved under ``root``."""
     import transformers as tr
 
@@ -129,7 +129,7 @@ def _hf_run(root: Path, image_kind: str, pooling: str) -> Path:
     cfg = load_config(None, [f"model.image.name=hf:{root / 'vision'}", "model.image.lock=L",
                              f"model.text.name=hf:{root / 'text'}", "model.text.lock=U",
                              f"model.text.pooling={pooling}", "model.text.context_length=16",
-                             "model.init_temperature=17", "data.train=unused.csv"])
+                             "model.init_temperature=17", "data.train=unused.csv", *overrides])
     model = cfg.model.build()
     with torch.no_grad():
         model.text_head.bias.normal_(0, 0.5)  # a text head bias that matters
@@ -195,3 +195,14 @@ def test_mean_pooled_text_is_not_written_as_a_dual_encoder(tmp_path):
     assert meta["hf_dual_encoder"] is None and "pooling 'mean'" in meta["hf_dual_encoder_skipped"]
     assert not (tmp_path / "export" / "hf_dual_encoder").exists()
     assert torch.equal(littune.load(tmp_path / "export").embed_texts(TEXTS), lit.embed_texts(TEXTS))
+
+
+def test_cls_mean_image_pooling_exports_without_a_dual_encoder(tmp_path):
+    lit = littune.load(_hf_run(tmp_path, "dinov2", "first", "model.image.pooling=cls_mean"))
+    assert lit.model.image.pooling == "cls_mean" and lit.model.image.embed_dim == 80
+    meta = export_model(lit, tmp_path / "export")
+    assert meta["hf_dual_encoder"] is None and "image pooling 'cls_mean'" in meta["hf_dual_encoder_skipped"]
+    again = littune.load(tmp_path / "export")
+    assert again.model.image.name == lit.model.image.name and again.model.image.name.endswith("+cls_mean")
+    images = [Image.new("RGB", (40, 48), c) for c in ((200, 30, 30), (20, 180, 60))]
+    assert torch.equal(again.embed_images(images), lit.embed_images(images))
