@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
-from .image import IMAGE_TOWERS, ImageTower
+from .image import ImageTower
 from .preprocess import Preprocess
 
 _CLS_TOKEN_MODELS = {"vit", "deit", "beit"}
@@ -55,9 +55,7 @@ class HFImageTower(ImageTower):
         return ([nn.ModuleList(stem)] if stem else []) + list(layers)
 
 
-@IMAGE_TOWERS.register("hf", takes_spec=True,
-                       description="transformers vision encoder: hf:<hub name or local folder>")
-def _hf(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+def create_hf_image_tower(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
         allow_partial: bool = False, **kwargs: Any) -> HFImageTower:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 

