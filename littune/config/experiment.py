@@ -11,12 +11,13 @@ with the key named. A YAML file may start from another with ``_base_: other.yaml
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from ..model import ModelConfig
-from .loader import ConfigError, load_structured
+from .loader import ConfigError, ConfigWarning, load_structured
 
 
 @dataclass
@@ -105,5 +106,10 @@ def validate(cfg: ExperimentConfig) -> None:
     for name, spec in cfg.evals.items():
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")
+    w, steps = cfg.optim.warmup_steps, cfg.train.steps
+    if w > steps:  # a warning, not an error: short smoke runs with the default warmup are legitimate
+        warnings.warn(f"optim.warmup_steps={w} > train.steps={steps}: the learning rate rises for the whole run "
+                      f"and peaks at {steps / w:.0%} of optim.lr; set optim.warmup_steps <= train.steps "
+                      "for the full schedule", ConfigWarning, stacklevel=2)
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")
