@@ -63,9 +63,11 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     assert not (run_b / "model.safetensors").exists()
 
     capsys.readouterr()
-    assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume"]) == 0
-    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume", "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)  # --json: the JSON summary alone
     assert report["step"] == STEPS
+    assert f"resuming from step {stopped_at} of {STEPS}" in out.err  # it says that it resumed, and where
 
     a, b = load_file(str(run_a / "model.safetensors")), load_file(str(run_b / "model.safetensors"))
     assert a.keys() == b.keys()
