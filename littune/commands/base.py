@@ -74,7 +74,8 @@ def _warning_line(name: str, default: Callable) -> Callable:
 
 def add_model(p: argparse.ArgumentParser, required: bool = True, what: str = "") -> None:
     p.add_argument("--model", required=required, default=None, metavar="DIR",
-                   help=what or "a run directory (littune train/demo, e.g. runs/demo/latest) or a `littune export` folder")
+                   help=what or "a run directory (littune train/demo, e.g. runs/demo/latest) "
+                                "or a `littune export` folder")
 
 
 def add_json(p: argparse.ArgumentParser, what: str) -> None:
@@ -87,7 +88,8 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (the GPU when CUDA is available, else the CPU) | cpu | cuda[:N]")
+    p.add_argument("--device", default="auto",
+                   help="auto (the GPU when CUDA is available, else the CPU) | cpu | cuda[:N]")
 
 
 def add_cache(p: argparse.ArgumentParser) -> None:

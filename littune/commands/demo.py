@@ -16,7 +16,8 @@ def _demo(p: argparse.ArgumentParser):
     p.add_argument("--text", default="minilm", choices=["minilm", "scratch"],
                    help="text tower: pre-trained MiniLM, or a transformer trained from scratch")
     p.add_argument("--quick", action="store_true", help="a small slice of the data: a first look in minutes")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's, 500; 40 with --quick)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps (default: the recipe's, 500; 40 with --quick)")
     add_cache(p)
     add_json(p, "one object with the results")
     add_progress(p)

@@ -72,9 +72,11 @@ def _eval(p: argparse.ArgumentParser):
     z.add_argument("--classnames", default=None, metavar="FILE",
                    help="file of 'folder,name' lines (default: the folder names; ImageNet synsets get their names)")
     z.add_argument("--templates", default="simple", metavar="SET_OR_FILE",
-                   help=f"prompt templates: a built-in set ({', '.join(list_template_sets())}) or a file of lines with {{}}")
+                   help=f"prompt templates: a built-in set ({', '.join(list_template_sets())}) "
+                        "or a file of lines with {}")
     r = kind("retrieval", "image-text retrieval R@1/5/10")
-    r.add_argument("--data", required=True, help="flickr8k:DIR[:split], a Flickr8k folder, csv/tsv/jsonl or WebDataset shards")
+    r.add_argument("--data", required=True,
+                   help="flickr8k:DIR[:split], a Flickr8k folder, csv/tsv/jsonl or WebDataset shards")
     r.add_argument("--split", default=None, choices=["train", "dev", "test", "all"],
                    help="split of Flickr8k-style data (default: the split --data names, else test); "
                         "naming another split than --data does is an error")

@@ -133,14 +133,16 @@ class LiT:
     def probabilities(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
                       templates: str | Sequence[str] | None = None) -> torch.Tensor:
         """(N, C) probabilities, columns in the order of ``labels``; each row sums to 1."""
-        weights = self.classifier(labels, templates)  # (C, E)
-        emb = self.embed_images(images)  # (N, E)
+        return self._softmax(self.embed_images(images), self.classifier(labels, templates))
+
+    def _softmax(self, emb: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(N, E) image embeddings, (C, E) classifier -> (N, C) probabilities at the learned temperature."""
         logits = self.model.logit_scale.detach().exp().float().cpu() * emb @ weights.T  # (N, C)
         return logits.softmax(dim=-1)
 
     def classify(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
-                 templates: str | Sequence[str] | None = None,
-                 bad: BadInputLog | None = None) -> list[dict[str, float] | None]:
+                 templates: str | Sequence[str] | None = None, bad: BadInputLog | None = None,
+                 batch_size: int = 32) -> list[dict[str, float] | None]:
         """One ``{label: probability}`` per image, most probable first; ``None`` for an unreadable one.
 
         ``templates``: None (the built-in "simple" set), a built-in name, a file of lines with
@@ -153,14 +155,21 @@ class LiT:
         images = _as_list(images)
         if not images:
             raise ValueError("images: no images given")
-        decoded: dict[int, Image.Image] = {}
+        weights = self.classifier(labels, templates)  # (C, E); bad labels or templates fail first
+        out: list[dict[str, float] | None] = [None] * len(images)
         errors: list[tuple[int, BadImage]] = []
-        for i, im in enumerate(images):
-            try:
-                decoded[i] = self.decode(im, name=None if isinstance(im, (str, Path)) else f"image {i}")
-            except BadImage as e:
-                errors.append((i, e))
-        if not decoded:
+        for start in range(0, len(images), batch_size):  # decoded a batch at a time: bounded memory
+            decoded = {}
+            for i, im in enumerate(images[start:start + batch_size], start):
+                try:
+                    decoded[i] = self.decode(im, name=None if isinstance(im, (str, Path)) else f"image {i}")
+                except BadImage as e:
+                    errors.append((i, e))
+            if decoded:
+                probs = self._softmax(self.embed_images(list(decoded.values()), batch_size), weights)
+                for i, row in zip(decoded, probs):
+                    out[i] = _ranked(labels, row)
+        if len(errors) == len(images):
             if len(errors) == 1:
                 raise errors[0][1]
             raise ValueError(f"none of the {len(errors)} images could be read: "
@@ -170,8 +179,7 @@ class LiT:
                 bad.add_error(str(i), e.name, e)
             else:
                 warnings.warn(f"{e} (skipped)", BadImageWarning, stacklevel=2)
-        rows = dict(zip(decoded, self.probabilities(list(decoded.values()), labels, templates)))  # i -> (C,)
-        return [_ranked(labels, rows[i]) if i in rows else None for i in range(len(images))]
+        return out
 
     def exclusive(self):
         """The model's lock (re-entrant): hold it to run several steps on the model as one."""

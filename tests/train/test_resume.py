@@ -49,6 +49,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     try:
         # A: uninterrupted, meanwhile, in this process.
         assert main(["train", *_overrides(run_a, cache, tower_weights, tokenizer_file)]) == 0
+        summary = capsys.readouterr().out.splitlines()  # without --json: one line a person reads
+        assert len(summary) == 1 and summary[0].startswith(f"trained {STEPS} steps in ") and str(run_a) in summary[0]
         wait_for_file(run_b / "checkpoints" / f"step_{EVERY:07d}", victim, "checkpoint")
         time.sleep(0.4)  # a few more steps (and metrics rows) past the checkpoint
         victim.send_signal(signal.SIGKILL)
