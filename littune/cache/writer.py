@@ -13,7 +13,6 @@ Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manife
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,24 +23,11 @@ from tqdm.auto import tqdm
 
 from .. import distributed as dist_utils
 from ..data.decode import DecodeDataset, collate_decoded
-from ..data.images import DEFAULT_MAX_PIXELS, BadInputLog
+from ..data.images import BadInputLog
 from ..towers import ImageTower
 from .items import ImageItem
 from .manifest import CacheMismatch, Manifest
-
-
-@dataclass
-class EmbedOptions:
-    shard_size: int = 10_000
-    dtype: str = "float16"
-    views: int = 0  # augmented views per image, besides the plain eval view
-    batch_size: int = 64
-    num_workers: int | None = None  # None: one per spare core (at least 1)
-    seed: int = 0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    progress: bool = True
-    engine: str = "auto"  # torch | openvino | onnx | auto (OpenVINO where installed): towers/engine.py
-    threads: int | None = None  # engine threads (None: torch's setting)
+from .options import EmbedOptions
 
 
 def save_atomic(path: Path, write: Callable[[Path], None]) -> None:

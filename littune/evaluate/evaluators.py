@@ -21,6 +21,7 @@ import torch
 from omegaconf import MISSING
 
 from ..config import ConfigError, parse_options
+from ..data.flickr8k import SPLITS
 from ..data.folders import label_of, list_labelled_images
 from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
@@ -123,15 +124,42 @@ class RetrievalConfig:
     chunk_size: int = 1024  # images scored at once
 
 
-def retrieval_spec(data: str, split: str | None) -> str:
-    """``DIR`` or ``flickr8k:DIR`` plus a split -> ``flickr8k:DIR:split``; files pass through."""
-    p = Path(data)
+def flickr8k_parts(data: str) -> tuple[str | None, str | None]:
+    """(folder, the split it names) for Flickr8k-style data (``flickr8k:DIR[:split]`` or a folder
+    with captions.csv), else (None, None)."""
     if data.startswith("flickr8k:"):
-        parts = data.split(":")
-        return data if len(parts) == 3 or split is None else f"{data}:{split}"
-    if p.is_dir() and (p / "captions.csv").is_file() and split:
-        return f"flickr8k:{p}:{split}"
-    return data
+        rest = data[len("flickr8k:"):]
+        head, _, tail = rest.rpartition(":")
+        return (head, tail) if head and tail in SPLITS else (rest, None)
+    if Path(data).is_dir() and (Path(data) / "captions.csv").is_file():
+        return data, None
+    return None, None
+
+
+def retrieval_spec(data: str, split: str | None) -> str:
+    """``DIR`` or ``flickr8k:DIR`` plus a split -> ``flickr8k:DIR:split``; files pass through.
+
+    A split that contradicts the one ``data`` names, or a split for data without splits, is an
+    error: evaluating another split than the one asked for would be a silent wrong result.
+    """
+    folder, named = flickr8k_parts(data)
+    if folder is None:
+        if split:
+            raise ValueError(f"split '{split}' asked for, but {data} has no splits (only Flickr8k-style data "
+                             "has: flickr8k:DIR:SPLIT or a folder with captions.csv and splits/)")
+        return data
+    if named and split and named != split:
+        raise ValueError(f"{data} names split '{named}' but split '{split}' was asked for: "
+                         f"give one of them (e.g. flickr8k:{folder}:{split})")
+    return f"flickr8k:{folder}:{split}" if split and not named else data
+
+
+def split_or_default(data: str, split: str | None, default: str = "test") -> str | None:
+    """``split``, else ``default`` for Flickr8k-style data that names no split (None for other data)."""
+    if split is not None:
+        return split
+    folder, named = flickr8k_parts(data)
+    return default if folder is not None and named is None else None
 
 
 @EVALUATORS.register("retrieval", description="image-text retrieval Recall@1/5/10 on captioned data")
@@ -139,9 +167,12 @@ class Retrieval(Evaluator):
     Config = RetrievalConfig
     scalars = RECALL_KEYS
 
+    def __init__(self, cfg: RetrievalConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.spec = retrieval_spec(cfg.data, cfg.split)  # a contradictory split fails here, before any work
+
     def run(self, model: LiTModel) -> dict[str, Any]:
-        c = self.cfg
-        spec = retrieval_spec(c.data, c.split)
+        c, spec = self.cfg, self.spec
         f = self._image_side(model.image, lambda t: self._features(t, spec, cache_dir=c.cache))
         texts = [t for caps in f.captions for t in caps]
         if not texts:

@@ -142,8 +142,8 @@ def zeroshot_metrics(
         chunk_size: images scored at once (memory ~ chunk_size x C floats).
 
     Returns:
-        ``top1``, ``top5`` (top-min(5, C) accuracy; ``top5_k`` says which k),
-        ``mean_per_class`` (mean over classes that have test images), ``n``,
+        ``top1``, ``top5`` (only with more than 5 classes: with C <= 5 every image would be a
+        top-5 hit, and 1.0 would read as a result), ``mean_per_class`` (mean over classes that have test images), ``n``,
         ``per_class`` {name: accuracy} for classes with at least one image,
         ``confusion`` (C x C list of int lists, rows = true class, cols = predicted).
     """
@@ -189,8 +189,7 @@ def zeroshot_metrics(
     }
     out: dict = {
         "top1": float(hit1.float().mean()),
-        "top5": float(hitk.float().mean()),
-        "top5_k": k,
+        **({"top5": float(hitk.float().mean())} if c > 5 else {}),  # with C <= 5 it is 1.0 by construction
         "mean_per_class": float((correct[present].float() / support[present].float()).mean()),
         "n": n,
         "n_classes": c,

@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 
-from ..registry import Registry
+from .catalog import IMAGE_TOWERS, list_image_towers  # noqa: F401  (re-exported)
 from .lock import Lockable, fingerprint
 from .preprocess import Preprocess
 
-IMAGE_TOWERS: Registry["ImageTower"] = Registry("image tower")
 POOLINGS = {
     "default": "the model's own pooled pre-logits feature",
     "cls_mean": "concat(final class token, mean of final patch tokens): 2x the width (dino.txt)",
@@ -88,6 +87,3 @@ def create_image_tower(name: str, *, pretrained: bool = True, checkpoint: str | 
     tower.set_lock(lock, locked_blocks)
     return tower
 
-
-def list_image_towers() -> list[dict[str, Any]]:
-    return [{"name": e.display_name, "description": e.description, **e.info} for e in IMAGE_TOWERS.list()]

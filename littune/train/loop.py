@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -141,6 +142,8 @@ class Trainer:
                 state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
                 self.step = int(state["step"])
                 self.train_s = float(state.get("train_s", 0.0))
+                if self.main:  # say what happened: the run continues, it does not start over
+                    print(f"resuming from step {self.step} of {t.steps} ({ckpt})", file=sys.stderr, flush=True)
         # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
         suite = EvalSuite.from_config(cfg, progress=t.progress)
         self.suite = suite if self.main and len(suite) else None
