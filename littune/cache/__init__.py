@@ -5,10 +5,10 @@ Names are imported on first use (``littune.lazy``): the CLI reads ``EmbedOptions
 from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".items": ["ImageItem", "group_records", "load_items"],
+    ".items": ["ImageItem", "content_fingerprint", "group_records", "load_items"],
     ".manifest": ["CacheMismatch", "Manifest"],
     ".reader": ["EmbeddingCache"],
-    ".options": ["EmbedOptions"],
+    ".options": ["EmbedOptions", "auto_shard_size"],
     ".writer": ["embed_items"],
     ".api": ["embed", "ensure_cache"],
     ".naming": ["default_cache_root", "auto_cache_dir", "canonical_spec"],

@@ -3,9 +3,16 @@
 Sources yield one record per caption; the cache stores one embedding per image. Grouping keeps
 Flickr8k's five captions of an image together (for training, one is drawn per epoch; for
 retrieval, all five are positives of that image).
+
+Image paths are made absolute here, so a cache's ``image_path`` column opens from any working
+folder (clip-retrieval's tools read it as is), and ``content_fingerprint`` names what a source
+holds however its path was spelled: automatic caches are found and checked by it (naming.py).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -48,6 +55,9 @@ def load_items(spec: str, **source_kwargs) -> tuple[list[ImageItem], BadInputLog
 
     source = open_source(spec, **source_kwargs)
     items = group_records(source)
+    for it in items:  # absolute (symlinks kept as spelled): the paths open from any working folder
+        if isinstance(it.image, str) and not os.path.isabs(it.image):
+            it.image = os.path.abspath(it.image)
     if not items and spec.startswith("folder:"):
         from ..data.folders import IMAGE_EXTENSIONS
 
@@ -56,3 +66,27 @@ def load_items(spec: str, **source_kwargs) -> tuple[list[ImageItem], BadInputLog
         raise ValueError(f"{spec}: no usable image-caption records"
                          + (f" ({len(source.bad)} bad rows: {source.bad.counts()})" if len(source.bad) else ""))
     return items, source.bad
+
+
+def content_fingerprint(items: list[ImageItem]) -> str:
+    """SHA-256 over the sorted (key, file size, captions) of every image: what a source holds.
+
+    Cheap (one ``stat`` per file, no decoding) and blind to the path the data was reached by:
+    keys are relative to the source's root. A missing file counts as size -1, so its arrival
+    changes the fingerprint; an image rewritten with exactly the same size does not (the price of
+    not reading every file).
+    """
+    h = hashlib.sha256()
+    for key, size, captions in sorted(((it.key, _size(it.image), it.captions) for it in items), key=lambda t: t[0]):
+        h.update(json.dumps([key, size, captions], ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _size(image: str | bytes) -> int:
+    if isinstance(image, bytes):
+        return len(image)
+    try:
+        return os.stat(image).st_size
+    except OSError:
+        return -1

@@ -26,9 +26,10 @@ class Manifest:
     preprocess: dict[str, Any]
     embed_dim: int
     dtype: str  # float16 | float32
-    source: str
+    source: str  # the data spec, local paths absolute: where the data was when embedded (information)
     shard_size: int
     views: int = 0
+    content: str = ""  # items.content_fingerprint: what the cache holds ("": made before it was recorded)
     n_items: int = 0  # images in the source (before bad ones were skipped)
     count: int = 0  # embeddings written (complete shards)
     n_captions: int = 0

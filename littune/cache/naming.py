@@ -1,7 +1,11 @@
-"""Where automatic caches live: one folder per (data set, tower, weights, preprocessing, views).
+"""Where automatic caches live: one folder per (data content, tower, weights, preprocessing, views).
 
-A changed tower or other weights never reuse a cache; the same data reached from another working
-folder does (local paths are made absolute before naming).
+A cache is found by what it holds, not by how its path was spelled: the folder's digest is the
+source's content fingerprint (``items.content_fingerprint``: every image's key relative to the
+source root, file size and captions) with the tower's identity, so ``../shared/data``, an absolute
+path and a symlinked folder all find one cache, and a changed caption or an added image gets a
+folder of its own (the old one stays valid for the old data). The path is kept as information: the
+manifest records it (``canonical_spec``) and the folder name starts with the source's kind.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def default_cache_root() -> Path:
 
 
 def canonical_spec(spec: str) -> str:
-    """The same data named the same way from any working folder: local paths made absolute.
+    """The spec with local paths made absolute: what the manifest records as the cache's source.
 
     ``kind:PATH[:rest]`` specs (``flickr8k:DIR:split``, ``folder:DIR``) keep their kind and rest.
     """
@@ -33,12 +37,25 @@ def canonical_spec(spec: str) -> str:
     return os.path.abspath(spec)
 
 
-def auto_cache_dir(root: str | None, spec: str, tower: ImageTower, views: int) -> Path:
-    """One folder per (data set, tower, weights, views): a changed tower never reuses a cache."""
-    spec = canonical_spec(spec)
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_")[-60:]
+def source_kind(spec: str) -> str:
+    """A path-free label of what a spec names (``flickr8k_test``, ``folder``, ``csv``, ``wds``): the
+    start of the folder name, for people; the digest alone decides which cache is which."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9_]+):(?!//)(.*)$", spec)
+    if m and m.group(1) != "pipe":
+        kind, rest = m.groups()
+        split = rest.rpartition(":")[2] if kind == "flickr8k" and ":" in rest else ""
+        return f"{kind}_{split}" if split else kind
+    lower = spec.lower()
+    for ext in ("csv", "tsv", "jsonl"):
+        if lower.endswith("." + ext):
+            return ext
+    return "wds" if ".tar" in lower or "::" in spec or spec.startswith("pipe:") else "data"
+
+
+def auto_cache_dir(root: str | Path | None, spec: str, tower: ImageTower, views: int, content: str) -> Path:
+    """The automatic cache of the data that ``content`` fingerprints (``items.content_fingerprint``),
+    as embedded by ``tower`` with ``views`` augmented views; ``spec`` only labels the folder."""
     pre = sorted(tower.preprocess.to_dict().items())
-    digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{pre}|{views}".encode()).hexdigest()[:10]
+    digest = hashlib.sha1(f"{content}|{tower.name}|{tower.fingerprint()}|{pre}|{views}".encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", source_kind(spec)).strip("_")
     return Path(root or default_cache_root()) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
-
-

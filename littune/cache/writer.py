@@ -13,6 +13,7 @@ Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manife
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +26,9 @@ from .. import distributed as dist_utils
 from ..data.decode import DecodeDataset, collate_decoded
 from ..data.images import BadInputLog
 from ..towers import ImageTower
-from .items import ImageItem
+from .items import ImageItem, content_fingerprint
 from .manifest import CacheMismatch, Manifest
-from .options import EmbedOptions
+from .options import EmbedOptions, auto_shard_size
 
 
 def save_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -119,30 +120,38 @@ def _embed_shard(run: Callable[[torch.Tensor], np.ndarray], tower: ImageTower, i
 
 
 def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, source: str,
-                opts: EmbedOptions | None = None, bad_rows: BadInputLog | None = None) -> Manifest:
-    """Embed every image into ``out`` (resuming complete shards) and return the final manifest."""
+                opts: EmbedOptions | None = None, bad_rows: BadInputLog | None = None,
+                content: str | None = None) -> Manifest:
+    """Embed every image into ``out`` (resuming complete shards) and return the final manifest.
+
+    ``content``: the items' ``content_fingerprint`` (computed here when not given).
+    """
     opts = opts or EmbedOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tower.eval()
     rank, world = dist_utils.rank(), dist_utils.world_size()
+    old = _previous(out)
+    shard_size = opts.shard_size or (old.shard_size if old else auto_shard_size(len(items)))
     manifest = Manifest(tower=tower.name, fingerprint=tower.fingerprint(), preprocess=tower.preprocess.to_dict(),
-                        embed_dim=tower.embed_dim, dtype=opts.dtype, source=source, shard_size=opts.shard_size,
-                        views=opts.views, n_items=len(items), n_captions=sum(len(i.captions) for i in items),
-                        world_size=world)
-    _check_resumable(out, manifest)
-    previous_engine = _previous_engine(out)
+                        embed_dim=tower.embed_dim, dtype=opts.dtype, source=source, shard_size=shard_size,
+                        views=opts.views, content=content or content_fingerprint(items), n_items=len(items),
+                        n_captions=sum(len(i.captions) for i in items), world_size=world)
+    _check_resumable(out, old, manifest)
+    if old is not None and old.complete and all(shard_done(out, k) for k in range(old.n_shards)):
+        say_complete(out, old, opts.progress)  # a rerun: one line instead of an empty progress bar
+        return old
     if rank == 0:
         manifest.write(out)  # incomplete until the end; records what the shards are made with
     mine = [k for k in range(manifest.n_shards) if k % world == rank and not shard_done(out, k)]
     run, engine = _runner(tower, opts) if mine else (None, "")
-    manifest.engine = engine or previous_engine
-    todo = sum(len(items[k * opts.shard_size:(k + 1) * opts.shard_size]) for k in mine)
+    manifest.engine = engine or (old.engine if old else "")
+    todo = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in mine)
     bar = tqdm(total=todo, unit="img", desc=f"embed {tower.name}" + (f" [rank {rank}]" if world > 1 else ""),
                disable=not opts.progress, dynamic_ncols=True)
     for k in mine:
-        start = k * opts.shard_size
-        shard = items[start:start + opts.shard_size]
+        start = k * shard_size
+        shard = items[start:start + shard_size]
         kept, emb, views, bad = _embed_shard(run, tower, shard, start, opts, bar)
         log = BadInputLog()
         for i, (reason, detail) in bad:
@@ -164,24 +173,33 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
     return Manifest.read(out)
 
 
-def _previous_engine(out: Path) -> str:
+def _previous(out: Path) -> Manifest | None:
+    """The manifest already in ``out`` (None if there is none; one of another format is refused)."""
     try:
-        return Manifest.read(out).engine
-    except (FileNotFoundError, CacheMismatch):
-        return ""
-
-
-def _check_resumable(out: Path, manifest: Manifest) -> None:
-    try:
-        old = Manifest.read(out)
+        return Manifest.read(out)
     except FileNotFoundError:
+        return None
+
+
+def say_complete(out: Path, m: Manifest, progress: bool) -> None:
+    """What a rerun on a finished cache prints instead of an empty progress bar (stderr)."""
+    if progress:
+        print(f"{out}: already complete ({m.count} images)", file=sys.stderr, flush=True)
+
+
+def _check_resumable(out: Path, old: Manifest | None, manifest: Manifest) -> None:
+    """Refuse to continue a cache made with other settings or from other data (the data by its content
+    fingerprint; by its spec for a cache made before content was recorded)."""
+    if old is None:
         return
-    fields = ("tower", "fingerprint", "preprocess", "embed_dim", "dtype", "source", "shard_size", "views", "n_items")
+    fields = ("tower", "fingerprint", "preprocess", "embed_dim", "dtype", "shard_size", "views", "n_items",
+              "content" if old.content else "source")
     diffs = [f"{f}: {getattr(old, f)!r} -> {getattr(manifest, f)!r}" for f in fields
              if getattr(old, f) != getattr(manifest, f)]
     if diffs:
-        raise CacheMismatch(f"{out} already holds a cache made with other settings; use a new --out "
-                            "or delete it:\n  " + "\n  ".join(diffs))
+        what = " (its files, sizes or captions changed)" if old.content and old.content != manifest.content else ""
+        raise CacheMismatch(f"{out} already holds a cache made with other settings or from other data{what}; "
+                            "use a new --out or delete it:\n  " + "\n  ".join(diffs))
 
 
 def finalize(out: Path, manifest: Manifest, bad_rows: BadInputLog | None = None) -> None:

@@ -7,6 +7,7 @@ import sys
 
 from ..infer.options import IndexOptions
 from .base import add_device, add_json, add_model, add_progress, command
+from .embed import SHARD_HELP
 
 _I = IndexOptions()  # the defaults live in the option dataclass; flags show them
 
@@ -67,7 +68,7 @@ def _index(p: argparse.ArgumentParser):
                    help="FAISS index_factory string: Flat is exact; HNSW32 or IVF4096,Flat trade exactness for speed")
     p.add_argument("--batch-size", type=int, default=_I.batch_size, help="images per forward pass")
     p.add_argument("--workers", type=int, default=None, help="image decoding workers (default: the spare cores)")
-    p.add_argument("--shard-size", type=int, default=_I.shard_size, help="images per resumable shard")
+    p.add_argument("--shard-size", type=int, default=_I.shard_size, metavar="N", help=SHARD_HELP)
     add_device(p)
     add_json(p, "the index's summary (index, count, n_bad, backend, model, bad_inputs)")
     add_progress(p)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..cache import EmbedOptions, auto_cache_dir, ensure_cache, load_items
+from ..cache import EmbedOptions, ensure_cache, load_items
 from ..data.images import BadInputLog
 from ..encode import tower_features
 from ..towers import ImageTower
@@ -30,10 +30,10 @@ def image_features(tower: ImageTower, spec: str, cache_root: str | Path | None =
                    cache_dir: str | Path | None = None, **source_kwargs) -> ImageFeatures:
     """Features of every readable image of ``spec`` (csv/jsonl/WebDataset, flickr8k:DIR:split, folder:DIR)."""
     if tower.locked:
-        out = cache_dir or auto_cache_dir(str(cache_root) if cache_root else None, spec, tower, 0)
-        cache = ensure_cache(spec, tower, out, EmbedOptions(progress=progress), **source_kwargs)
-        bad = [{"key": b.key, "reason": b.reason} for b in BadInputLog.read(Path(out) / "bad_inputs.tsv")]
-        return ImageFeatures(cache.all(), cache.keys, cache.captions, bad, Path(out))
+        cache = ensure_cache(spec, tower, cache_dir, EmbedOptions(progress=progress), cache_root=cache_root,
+                             **source_kwargs)
+        bad = [{"key": b.key, "reason": b.reason} for b in BadInputLog.read(cache.folder / "bad_inputs.tsv")]
+        return ImageFeatures(cache.all(), cache.keys, cache.captions, bad, cache.folder)
     items, _ = load_items(spec, **source_kwargs)
     feats, kept, bad_rows = tower_features(tower, [it.image for it in items], progress=progress,
                                            desc=f"embed {Path(spec.split(':')[-1]).name or spec}")

@@ -13,5 +13,5 @@ class IndexOptions:
     faiss_factory: str = "Flat"  # FAISS index_factory string; "Flat" is exact
     batch_size: int = 64
     num_workers: int | None = None  # image decoding workers (None: one per spare core)
-    shard_size: int = 10_000  # a killed run resumes from its last complete shard
+    shard_size: int | None = None  # the unit a killed run resumes from (None: cache.options.auto_shard_size)
     progress: bool = True

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..cache import EmbedOptions, EmbeddingCache, auto_cache_dir, ensure_cache, load_items
+from ..cache import EmbedOptions, EmbeddingCache, ensure_cache, load_items
 from ..cache.items import ImageItem
 from ..cache.text import TextCache, TextEmbedOptions, ensure_text_cache, text_cache_dir
 from ..data.images import BadImage, load_image
@@ -24,15 +24,14 @@ from .batches import PairSchedule
 def open_cache(cfg: DataConfig, tower: ImageTower, split: str, progress: bool = True) -> EmbeddingCache:
     spec, folder = (cfg.train, cfg.train_cache) if split == "train" else (cfg.dev, cfg.dev_cache)
     views = cfg.views if split == "train" else 0
-    if folder is None:
-        folder = str(auto_cache_dir(cfg.cache_root, spec, tower, views))
     if spec is None:  # an explicit cache made by `littune embed`
         cache = EmbeddingCache(folder)
         cache.check(tower)
         return cache
     opts = EmbedOptions(views=views, batch_size=cfg.embed_batch_size, num_workers=cfg.num_workers, engine=cfg.engine,
                         progress=progress)
-    return ensure_cache(spec, tower, folder, opts, **_source_kwargs(cfg, spec))
+    # folder None: the automatic cache of this data's content under cfg.cache_root
+    return ensure_cache(spec, tower, folder, opts, cache_root=cfg.cache_root, **_source_kwargs(cfg, spec))
 
 
 def _source_kwargs(cfg: DataConfig, spec: str) -> dict:

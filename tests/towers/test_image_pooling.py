@@ -100,4 +100,5 @@ def test_a_cache_of_one_pooling_is_refused_for_the_other(tmp_path):
     with pytest.raises(CacheMismatch, match=r"tower: cache has 'timm:test_vit', model has 'timm:test_vit\+cls_mean'"):
         made.check(pooled.name, pooled.fingerprint(), pooled.preprocess.to_dict(), pooled.embed_dim)
     # Same weights, same data: the automatic cache folders differ, so neither finds the other's.
-    assert auto_cache_dir(str(tmp_path), "folder:x", default, 0) != auto_cache_dir(str(tmp_path), "folder:x", pooled, 0)
+    assert (auto_cache_dir(str(tmp_path), "folder:x", default, 0, "fp")
+            != auto_cache_dir(str(tmp_path), "folder:x", pooled, 0, "fp"))
