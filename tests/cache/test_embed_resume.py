@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from littune.cache import CacheMismatch, EmbedOptions, Manifest, embed
+from littune.cache import CacheMismatch, EmbedOptions, Manifest, auto_shard_size, embed
 from littune.cli import main
+from littune.infer.options import IndexOptions
 
 from .tiny_data import TOWER, cli_command, cli_env, load_tower, make_dataset, wait_for_file
 
@@ -106,3 +107,33 @@ def test_resume_into_a_cache_made_with_other_settings_is_refused(tmp_path, tower
     stamp = (out / "img_emb" / "img_emb_0.npy").stat().st_mtime_ns
     embed(str(csv), tower, out, EmbedOptions(**opts))
     assert (out / "img_emb" / "img_emb_0.npy").stat().st_mtime_ns == stamp
+
+
+def test_default_shard_size_suits_the_data(tmp_path, tower):
+    """About n/8 images a shard, 250 to 4,096: a 1,000-image index is 4 shards, a kill loses a minute at most."""
+    assert [auto_shard_size(n) for n in (1, 1000, 6000, 32_768, 10**6)] == [250, 250, 750, 4096, 4096]
+    assert EmbedOptions().shard_size is None and IndexOptions().shard_size is None
+    csv = make_dataset(tmp_path / "data", 20)
+    opts = dict(batch_size=8, num_workers=0, progress=False)
+    m = embed(str(csv), tower, tmp_path / "auto", EmbedOptions(**opts))
+    assert (m.shard_size, m.n_shards, m.count) == (250, 1, 20)
+    # A cache made with another shard size (the old default, or --shard-size) keeps its own.
+    out = tmp_path / "eight"
+    embed(str(csv), tower, out, EmbedOptions(shard_size=8, **opts))
+    (out / "img_emb" / "img_emb_2.npy").unlink()  # as a kill leaves it
+    m = embed(str(csv), tower, out, EmbedOptions(**opts))
+    assert (m.shard_size, m.n_shards, m.count, m.complete) == (8, 3, 20, True)
+
+
+def test_cli_rerun_on_a_complete_cache_says_already_complete(tmp_path, tower_weights, capsys):
+    csv = make_dataset(tmp_path / "data", 12)
+    args = ["embed", "--data", str(csv), "--out", str(tmp_path / "c"), "--tower", TOWER, "--checkpoint",
+            str(tower_weights), "--shard-size", "8", "--workers", "0", "--engine", "torch"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "embed timm:test_vit" in first.err and "already complete" not in first.err  # a bar the first time
+    assert main(args) == 0
+    again = capsys.readouterr()
+    assert again.err == f"{tmp_path / 'c'}: already complete (12 images)\n"  # no empty bar
+    assert again.out.startswith("embedded 12 of 12 images")
+    assert main(args + ["--no-progress"]) == 0 and capsys.readouterr().err == ""

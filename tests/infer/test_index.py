@@ -9,6 +9,7 @@ import torch
 
 import littune
 import littune.cache.writer as writer
+from littune.cache import Manifest
 from littune.infer import IndexOptions, load_index
 from littune.infer.index import FAISS_FILE, exact_topk
 
@@ -117,7 +118,7 @@ def test_a_killed_index_resumes_from_its_last_shard(lit, folder, tmp_path, monke
         load_index(out)
     calls = []
     real = writer._embed_shard
-    monkeypatch.setattr(writer, "_embed_shard", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(writer, "_embed_shard", lambda *a, **k: calls.append(a[3]) or real(*a, **k))  # a[3]: the offset
     resumed = lit.build_index(folder, out, opts)
     assert calls == [int(last.stem.split("_")[-1]) * 8]  # only the missing shard was embedded again
     assert np.array_equal(np.asarray(resumed.embeddings), rows)
@@ -135,3 +136,14 @@ def test_index_refuses_another_model(index, tiny_lit_run, tmp_path):
         littune.load(index.folder)
     with pytest.raises(ValueError, match="no images"):
         other.build_index(tmp_path, tmp_path / "empty.index")
+
+
+def test_a_rerun_says_already_complete(lit, folder, index, tmp_path, capsys):
+    features = index.folder / "features"
+    assert Manifest.read(features).shard_size == 250  # the default: sized to the data (cache/options.py)
+    out = tmp_path / "again.index"
+    shutil.copytree(index.folder, out)
+    capsys.readouterr()
+    again = lit.build_index(folder, out, IndexOptions(num_workers=0))  # progress on
+    assert capsys.readouterr().err == f"{out / 'features'}: already complete ({len(index)} images)\n"
+    assert np.array_equal(np.asarray(again.embeddings), np.asarray(index.embeddings))
