@@ -68,9 +68,12 @@ def test_the_flags_the_issue_named_show_their_defaults(capsys):
 
     assert "port to listen on (default: 8000)" in helptext("serve")
     embed = helptext("embed")
-    for flag, default in (("--dtype", "float16"), ("--shard-size", "10000"), ("--batch-size", "64"),
+    for flag, default in (("--dtype", "float16"), ("--batch-size", "64"),
                           ("--image-col", "image"), ("--caption-col", "caption"), ("--device", "auto")):
         assert flag in embed and f"(default: {default})" in embed, flag
+    for cmd in ("embed", "index"):  # sized to the data: the rule, in words
+        assert "--shard-size N images per shard, the unit a killed run resumes from (default: about 1/8 of the " \
+               "images, 250 to 4096" in helptext(cmd), cmd
     zs = helptext("eval", "zeroshot")
     assert "(default: simple)" in zs and "flowers" in zs and "clip_imagenet" in zs  # the built-in template sets
     assert "$LITTUNE_CACHE_DIR" in zs and "--device" in zs
