@@ -90,7 +90,7 @@ def test_a_disagreeing_engine_is_refused(lite0, monkeypatch):
     def broken(module, example, threads):
         run = real(module, example, threads)
         return lambda *x: run(*x)[:, ::-1].copy()  # features in the wrong order
-    monkeypatch.setattr(engines.ENGINES.resolve("openvino")[0], "factory", broken)
+    monkeypatch.setattr(engines.ENGINES.resolve("openvino")[0], "target", broken)
     pixels = np.zeros((2, 3, 224, 224), np.uint8)
     pixels[1] = 200
     with pytest.raises(engines.EngineMismatch, match="disagrees with torch"):
