@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..runs import write_export
+from ..runs.export import merged_copy
 
 
 def export_model(lit, out: str | Path, hf: bool = True) -> dict:
@@ -20,6 +21,9 @@ def export_model(lit, out: str | Path, hf: bool = True) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    model, cfg = merged_copy(lit.model, lit.cfg)  # LoRA adapters folded in: every format gets plain weights
+    if model is not lit.model:
+        lit = type(lit)(model, cfg, lit.source)
     extra = {"hf_dual_encoder": None, "hf_dual_encoder_skipped": None}
     if hf:
         from .hf_dual import UnsupportedDualEncoder, write_dual_encoder
