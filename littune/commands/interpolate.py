@@ -43,11 +43,16 @@ def _interpolate(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from ..infer.interpolate import interpolate_run, sweep_run, sweep_suite
 
+        sweep_only = [f"--{k}" for k in ("report", "evals", "data", "zeroshot", "classnames") if getattr(a, k)]
         if a.alpha is not None:
             if not a.out:
                 raise ValueError("--alpha needs --out RUN2 (the new run folder)")
+            if sweep_only:
+                raise ValueError(f"{', '.join(sweep_only)} apply to --sweep, not --alpha")
             print(json.dumps(interpolate_run(a.model, a.alpha, a.out)))
             return 0
+        if a.out:
+            raise ValueError("--out applies to --alpha; a sweep writes its curve to --report")
         suite = sweep_suite(a.evals, _flag_evals(a), a.cache, not a.no_progress)
         result = sweep_run(a.model, a.sweep, suite, a.report, not a.no_progress)
         for row in result["rows"]:

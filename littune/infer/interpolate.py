@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, load_config
 from ..evaluate.report import save_figure
@@ -141,7 +142,7 @@ def sweep_run(run: str | Path, alphas: str | Sequence[float], suite: EvalSuite |
     trained = {k: v.clone() for k, v in model.text.state_dict().items()}
     pretrained = _pretrained(cfg)
     rows = []
-    for alpha in alphas:
+    for alpha in tqdm(alphas, desc="interpolate", unit="alpha", disable=not progress):
         model.text.load_state_dict(trained)
         interpolate(model.text, alpha, pretrained, where=f"model.text.name={cfg.model.text.name}")
         rows.append({"alpha": alpha, **suite.scalars(suite.run(model))})

@@ -165,7 +165,7 @@ def test_interpolated_run_is_a_run(runs, tiny, tmp_path, capsys):
         load_trained(out)
 
 
-def test_sweep_evaluates_each_alpha_and_writes_the_curve(runs, tiny, tmp_path):
+def test_sweep_evaluates_each_alpha_and_writes_the_curve(runs, tiny, tmp_path, capsys):
     evals = {"retrieval": {"kind": "retrieval", "data": str(tiny["data"])}}
     suite = sweep_suite(evals=evals, cache_root=tiny["root"] / "cache", progress=False)
     result = sweep_run(runs["full"], "0,0.5,1", suite, tmp_path / "report", progress=False)
@@ -178,6 +178,11 @@ def test_sweep_evaluates_each_alpha_and_writes_the_curve(runs, tiny, tmp_path):
     table = [line for line in report.read_text().splitlines() if line.startswith("| 0.") or line.startswith("| 1.")]
     assert len(table) == 3 and (report.parent / "interpolation.png").stat().st_size > 1000
     assert json.loads((report.parent / "interpolation.json").read_text()) == result["rows"]
+    # the command line: the same rows, one JSON line per alpha
+    assert main(["interpolate", "--model", str(runs["full"]), "--sweep", "0,1", "--data", str(tiny["data"]),
+                 "--report", str(tmp_path / "cli"), "--cache", str(tiny["root"] / "cache"), "--no-progress"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert printed == [result["rows"][0], result["rows"][2]]
 
 
 def test_train_interpolate_alpha_mixes_at_the_end(tiny, tmp_path, capfd):
@@ -203,7 +208,11 @@ def test_interpolate_refuses_bad_alpha_out_and_sources(runs, tiny, tmp_path, cap
     assert main(["interpolate", "--model", str(runs["full"]), "--sweep", "0,x"]) == 2
     assert "--sweep" in capsys.readouterr().err
     assert main(["interpolate", "--model", str(runs["full"]), "--alpha", "0.5"]) == 2
-    assert "--out" in capsys.readouterr().err
+    assert "--alpha needs --out" in capsys.readouterr().err
+    assert main(["interpolate", "--model", str(runs["full"]), "--alpha", "0.5", "--out", "x", "--data", "d"]) == 2
+    assert "--data apply to --sweep" in capsys.readouterr().err
+    assert main(["interpolate", "--model", str(runs["full"]), "--sweep", "0,1", "--out", "x"]) == 2
+    assert "--out applies to --alpha" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
