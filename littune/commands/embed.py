@@ -28,6 +28,9 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--image-col", default="image")
     p.add_argument("--caption-col", default="caption")
     p.add_argument("--root", default=None, help="folder that relative image paths start from")
+    p.add_argument("--engine", default=_D.engine, choices=["auto", "torch", "openvino", "onnx"],
+                   help=f"what runs the locked tower on the CPU (default {_D.engine}: OpenVINO where installed, "
+                        "else torch); engines agree to cosine 0.999, so their caches are interchangeable")
     p.add_argument("--device", default="auto", help="auto (GPU when CUDA is available) | cpu | cuda[:N]")
     p.add_argument("--no-progress", action="store_true")
 
@@ -42,7 +45,7 @@ def _embed(p: argparse.ArgumentParser):
         if a.data.endswith((".csv", ".tsv", ".jsonl")):
             kwargs = {"image_col": a.image_col, "caption_col": a.caption_col, "root": a.root}
         opts = EmbedOptions(shard_size=a.shard_size, dtype=a.dtype, views=a.views, batch_size=a.batch_size,
-                            num_workers=a.workers, progress=not a.no_progress)
+                            num_workers=a.workers, progress=not a.no_progress, engine=a.engine)
         m = embed(a.data, tower, a.out, opts, **kwargs)
         if distributed.is_main():
             print(json.dumps({"out": a.out, "count": m.count, "n_items": m.n_items, "n_bad": m.n_bad,

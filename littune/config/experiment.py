@@ -25,6 +25,8 @@ class DataConfig:
     dev: Optional[str] = None  # source for periodic dev retrieval (e.g. flickr8k:DIR:dev)
     train_cache: Optional[str] = None  # an existing `littune embed` folder; else made under cache_root
     dev_cache: Optional[str] = None
+    use_text_cache: bool = True  # both towers locked (and cached): train on the text tower's cached features
+    text_cache: Optional[str] = None  # an explicit text cache folder (default: inside the image cache)
     cache_root: Optional[str] = None  # automatic caches go here (default $LITTUNE_CACHE_DIR or ~/.cache/littune)
     use_cache: bool = True  # with a locked image tower: train on cached embeddings (the fast path)
     views: int = 0  # augmented views per image in the cache (0: the plain view only)
@@ -35,6 +37,7 @@ class DataConfig:
     stream: bool = False  # live path, WebDataset shards: stream them (littune/train/stream.py), never all in memory
     stream_buffer: int = 1000  # data.stream: shuffle buffer of encoded samples per DataLoader worker
     embed_batch_size: int = 64
+    engine: str = "auto"  # what runs locked towers into caches: torch | openvino | onnx | auto (towers/engine.py)
 
 
 @dataclass
@@ -71,6 +74,9 @@ class TrainConfig:
     # WiSE-FT at the end of training: text tower = (1 - a) pre-trained + a trained (heads kept); null: off.
     # The last checkpoint keeps the trained weights, model.safetensors the mix (littune/towers/tuning.py).
     interpolate_alpha: Optional[float] = None
+    mixup: float = 0.0  # latent mixup (FuseMix): Beta(a, a) coefficient per pair, shared by both sides (0: off)
+    init_from: Optional[str] = None  # a run folder to warm-start from (train/warm_start.py)
+    init_parts: list[str] = field(default_factory=lambda: ["image_head", "text_head", "logit_scale", "logit_bias"])
 
 
 @dataclass
@@ -120,5 +126,10 @@ def validate(cfg: ExperimentConfig) -> None:
     for name, spec in cfg.evals.items():
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")
+    if cfg.train.mixup < 0 or cfg.train.mixup != cfg.train.mixup:
+        raise ConfigError(f"train.mixup must be >= 0 (a Beta(a, a) parameter; 0: off), got {cfg.train.mixup}")
+    if cfg.train.mixup and cfg.train.grad_cache_chunk:
+        raise ConfigError("train.mixup mixes pairs across the whole batch, which the gradient cache's text "
+                          "chunks cannot do: set train.grad_cache_chunk=0 or train.mixup=0")
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")

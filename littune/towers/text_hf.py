@@ -27,7 +27,8 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
         enc = tok(texts, padding=True, truncation=True, max_length=ctx, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)))
+    definition = tok.backend_tokenizer.to_str() if getattr(tok, "is_fast", False) else repr(sorted(tok.get_vocab().items()))
+    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)), definition)
 
 
 class HFTextTower(TextTower):

@@ -33,7 +33,7 @@ def wrap_tokenizer(tok: "tokenizers.Tokenizer", context_length: int) -> Tokenize
         folder.mkdir(parents=True, exist_ok=True)
         tok.save(str(folder / "tokenizer.json"))
 
-    return Tokenizer(encode, context_length, tok.get_vocab_size(), save)
+    return Tokenizer(encode, context_length, tok.get_vocab_size(), save, tok.to_str())
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> "tokenizers.Tokenizer":  # noqa: F821
