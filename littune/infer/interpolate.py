@@ -30,9 +30,9 @@ from ..config import ExperimentConfig, load_config
 from ..evaluate.report import save_figure
 from ..evaluate.suite import EvalSuite
 from ..model import LiTModel
-from ..runs import is_export, is_run_dir, latest_checkpoint, load_run, save_model, write_config, write_summary
+from ..runs import (is_export, is_run_dir, latest_checkpoint, load_run, read_info, save_model, write_config,
+                    write_summary)
 from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, INFO_FILE, TEXT_CACHE_MANIFEST_FILE
-from ..runs.weights import read_info
 from ..towers.tuning import check_alpha, interpolate
 
 CURVE_KEYS = ("i2t_r1", "t2i_r1", "top1")  # plotted against alpha: retrieval R@1 and zero-shot top-1
