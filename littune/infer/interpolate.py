@@ -12,7 +12,7 @@ writes run folders and draws the curve of a sweep.
 
 The pre-trained weights are rebuilt from the run's ``config.yaml`` and must have the fingerprint
 that training recorded in ``model_info.json`` (``text_tuning.base_fingerprint``); a LoRA run holds
-them itself and scales its adapters instead.
+them itself (under its adapters, checked against the same fingerprint) and scales its adapters instead.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from ..evaluate.suite import EvalSuite
 from ..model import LiTModel
 from ..runs import (is_export, is_run_dir, latest_checkpoint, load_run, read_info, save_model, write_config,
                     write_summary)
-from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, INFO_FILE, TEXT_CACHE_MANIFEST_FILE
-from ..towers.tuning import check_alpha, interpolate
+from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, INFO_FILE, MODEL_FILE, TEXT_CACHE_MANIFEST_FILE
+from ..towers.tuning import check_alpha, interpolate, merge_lora
 
 CURVE_KEYS = ("i2t_r1", "t2i_r1", "top1")  # plotted against alpha: retrieval R@1 and zero-shot top-1
 
@@ -46,7 +46,7 @@ def load_trained(run: str | Path) -> tuple[LiTModel, ExperimentConfig]:
         raise ValueError(f"{run} is an export; interpolate the run it was exported from (its config.yaml names "
                          "the pre-trained text tower, its model_info.json that tower's fingerprint)")
     if not is_run_dir(run):
-        raise ValueError(f"{run} is not a littune run: it needs {CONFIG_FILE} and model.safetensors")
+        raise ValueError(f"{run} is not a littune run: it needs {CONFIG_FILE} and {MODEL_FILE}")
     cfg = load_config(run / CONFIG_FILE)
     t, checkpoint = cfg.model.text, None
     if t.name == "scratch" or t.lock != "U" or not t.pretrained:
@@ -58,15 +58,19 @@ def load_trained(run: str | Path) -> tuple[LiTModel, ExperimentConfig]:
             raise ValueError(f"{run / CONFIG_FILE}: train.interpolate_alpha={cfg.train.interpolate_alpha}: its weights "
                              "are a mix and no checkpoint holds the trained ones; interpolate the run it came from")
     model, cfg = load_run(run, checkpoint)
-    if model.text.tune != "lora":
-        recorded = ((read_info(run) or {}).get("text_tuning") or {}).get("base_fingerprint")
-        if recorded is None:
-            raise ValueError(f"{run / INFO_FILE} records no fingerprint of the pre-trained text tower "
-                             "(text_tuning.base_fingerprint; runs trained before littune recorded it cannot be mixed)")
-        if recorded != model.text.base_fingerprint:
-            raise ValueError(f"{run / INFO_FILE}: the pre-trained text tower (model.text.name={t.name}) now has "
-                             f"fingerprint {model.text.base_fingerprint}, but the run was trained from {recorded}: "
-                             "its source changed, so the mix would not be with the tower it was tuned from")
+    recorded = ((read_info(run) or {}).get("text_tuning") or {}).get("base_fingerprint")
+    if recorded is None:
+        raise ValueError(f"{run / INFO_FILE} records no fingerprint of the pre-trained text tower "
+                         "(text_tuning.base_fingerprint; runs trained before littune recorded it cannot be mixed)")
+    if model.text.tune == "lora":  # the run holds its pre-trained weights, under the adapters
+        have = merge_lora(interpolate(copy.deepcopy(model.text), 0.0)).fingerprint()
+        where = (checkpoint or run) / MODEL_FILE
+    else:  # rebuilt from the source named in config.yaml
+        have, where = model.text.base_fingerprint, f"model.text.name={t.name}"
+    if have != recorded:
+        raise ValueError(f"{run / INFO_FILE}: the pre-trained text tower ({where}) now has fingerprint {have}, but "
+                         f"the run was trained from {recorded}: it changed, so the mix would not be with the tower "
+                         "the run was tuned from")
     return model, cfg
 
 

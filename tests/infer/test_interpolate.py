@@ -234,3 +234,16 @@ def test_interpolate_refuses_a_changed_pretrained_source(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"model_info.json: the pre-trained text tower .* changed"):
         interpolate_run(run, 0.5, tmp_path / "mix")
     assert not (tmp_path / "mix").exists()
+
+
+def test_interpolate_refuses_a_lora_run_whose_pretrained_weights_changed(runs, tmp_path):
+    from safetensors.torch import save_file
+
+    run = tmp_path / "lora"
+    shutil.copytree(runs["lora"], run)
+    state = load_file(str(run / "model.safetensors"))
+    key = next(k for k in state if k.endswith("query.base_layer.weight"))
+    state[key] = state[key] + 1e-3  # the frozen weights under the adapters are not the pre-trained ones
+    save_file(state, str(run / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model_info.json: the pre-trained text tower \(.*model.safetensors\)"):
+        interpolate_run(run, 0.5, tmp_path / "mix")
