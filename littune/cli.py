@@ -7,14 +7,35 @@ import sys
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     from .commands import COMMANDS
+    from .commands.base import HelpFormatter
 
-    parser = argparse.ArgumentParser(prog="littune", description="LiT: Locked-image Text tuning")
+    parser = argparse.ArgumentParser(prog="littune", description="LiT: Locked-image Text tuning",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action=_Version, help="print littune's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runners = {}
     for entry in COMMANDS.list():
         runners[entry.name] = entry.factory(sub.add_parser(entry.name, help=entry.description,
-                                                            description=entry.description))
+                                                            description=entry.description,
+                                                            formatter_class=HelpFormatter))
     return parser, runners
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version (read only when asked for)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("littune")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        print(f"littune {v}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

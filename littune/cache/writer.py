@@ -13,7 +13,6 @@ Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manife
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,24 +23,11 @@ from tqdm.auto import tqdm
 
 from .. import distributed as dist_utils
 from ..data.decode import DecodeDataset, collate_decoded
-from ..data.images import DEFAULT_MAX_PIXELS, BadInputLog
+from ..data.images import BadInputLog
 from ..towers import ImageTower
 from .items import ImageItem
 from .manifest import CacheMismatch, Manifest
-
-
-@dataclass
-class EmbedOptions:
-    shard_size: int = 10_000
-    dtype: str = "float16"
-    views: int = 0  # augmented views per image, besides the plain eval view
-    batch_size: int = 64
-    num_workers: int | None = None  # None: one per spare core (at least 1)
-    seed: int = 0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    progress: bool = True
-    engine: str = "auto"  # torch | openvino | onnx | auto (OpenVINO where installed): towers/engine.py
-    threads: int | None = None  # engine threads (None: torch's setting)
+from .options import EmbedOptions
 
 
 def save_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -73,10 +59,21 @@ def _write_metadata(path: Path, items: list[ImageItem]) -> None:
     save_atomic(path, lambda p: pq.write_table(table, p))
 
 
+def _uint8_path(tower: ImageTower) -> bool:
+    """Whether the tower's preprocessing splits into uint8 resizing and a normalisation (littune's own does)."""
+    return hasattr(tower.preprocess, "pil_transform") and hasattr(tower.preprocess, "normalize")
+
+
 def _runner(tower: ImageTower, opts: EmbedOptions) -> tuple[Callable[[torch.Tensor], np.ndarray], str]:
     """uint8 pixels (B, 3, H, W) -> features (B, D) float32, and the engine's name. A tower on a GPU
-    runs there under torch; on the CPU the chosen engine (towers/engine.py) runs it."""
+    runs there under torch; on the CPU the chosen engine (towers/engine.py) runs it. A preprocessing
+    with float transforms only gets float pixels and runs under torch."""
     device = next(tower.parameters()).device
+    if not _uint8_path(tower):  # a preprocessing only offered as float transforms (open_clip's own)
+        def as_is(x: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return tower(x.to(device)).float().cpu().numpy()
+        return as_is, f"torch-{device.type}"
     if device.type != "cpu":
         def on_device(x: torch.Tensor) -> np.ndarray:
             with torch.inference_mode():
@@ -91,8 +88,10 @@ def _runner(tower: ImageTower, opts: EmbedOptions) -> tuple[Callable[[torch.Tens
 def _embed_shard(run: Callable[[torch.Tensor], np.ndarray], tower: ImageTower, items: list[ImageItem], offset: int,
                  opts: EmbedOptions, bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list]:
     pre = tower.preprocess
+    uint8 = _uint8_path(tower)
     ds = DecodeDataset([it.image for it in items], names=[it.key for it in items],
-                       transform=pre.pil_transform(), view_transform=pre.pil_train_transform(),
+                       transform=pre.pil_transform() if uint8 else pre.transform(),
+                       view_transform=pre.pil_train_transform() if uint8 else pre.train_transform(),
                        views=opts.views, seed=opts.seed, offset=offset, max_pixels=opts.max_pixels)
     workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
     # A generator of its own: iterating a DataLoader must not draw from the global RNG (training

@@ -4,28 +4,42 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import command
+from .base import add_json, add_progress, command
+
+
+def summary_line(run_dir: str, s: dict) -> str:
+    """One line a person reads: steps, time, where the run is, the first metric of each evaluation."""
+    minutes = s.get("train_s", 0.0) / 60
+    evals = "; ".join(f"{name} " + ", ".join(f"{k} {v:.3f}" for k, v in list(m.items())[:2])
+                      for name, m in s.get("evals", {}).items())
+    return (f"trained {s['step']} steps in {minutes:.1f} min into {run_dir} (temperature {s['temperature']:.1f}"
+            + (f"; {evals}" if evals else "") + ")")
 
 
 @command("train", "train a LiT model from a config (configs/*.yaml) with key=value overrides")
 def _train(p: argparse.ArgumentParser):
-    p.add_argument("--config", default=None, help="experiment YAML (see configs/)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.batch_size=1024 model.text.lock=L")
+    p.add_argument("--config", default=None, help="experiment YAML (see configs/; default: the built-in defaults)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides, e.g. train.batch_size=1024 model.text.lock=L")
     p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir from its last checkpoint")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_json(p, "the run's summary (run_dir, step, train_s, temperature, fingerprints, evals)")
+    add_progress(p)
 
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
         from ..train import load_config, to_yaml, train
 
-        cfg = load_config(a.config, a.overrides)
+        overrides = [*a.overrides, *(["train.progress=false"] if a.no_progress else [])]
+        cfg = load_config(a.config, overrides)
         if a.print_config:
             print(to_yaml(cfg), end="")
             return 0
         distributed.init_from_env()
         summary = train(cfg, resume=a.resume)
         if distributed.is_main():
-            print(json.dumps({"run_dir": cfg.train.out_dir, **summary}))
+            print(json.dumps({"run_dir": cfg.train.out_dir, **summary}) if a.json
+                  else summary_line(cfg.train.out_dir, summary))
         return 0
 
     return run

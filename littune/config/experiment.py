@@ -11,12 +11,13 @@ with the key named. A YAML file may start from another with ``_base_: other.yaml
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from ..model import ModelConfig
-from .loader import ConfigError, load_structured
+from .loader import ConfigError, ConfigWarning, load_structured
 
 
 @dataclass
@@ -131,5 +132,10 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.train.mixup and cfg.train.grad_cache_chunk:
         raise ConfigError("train.mixup mixes pairs across the whole batch, which the gradient cache's text "
                           "chunks cannot do: set train.grad_cache_chunk=0 or train.mixup=0")
+    w, steps = cfg.optim.warmup_steps, cfg.train.steps
+    if w > steps:  # a warning, not an error: short smoke runs with the default warmup are legitimate
+        warnings.warn(f"optim.warmup_steps={w} > train.steps={steps}: the learning rate rises for the whole run "
+                      f"and peaks at {steps / w:.0%} of optim.lr; set optim.warmup_steps <= train.steps "
+                      "for the full schedule", ConfigWarning, stacklevel=2)
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")

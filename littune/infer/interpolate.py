@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig, load_config
+from ..distributed import resolve_device
 from ..evaluate.report import save_figure
 from ..evaluate.suite import EvalSuite
 from ..model import LiTModel
@@ -131,14 +132,15 @@ def sweep_suite(evals_file: str | Path | None = None, evals: Mapping[str, Mappin
 
 
 def sweep_run(run: str | Path, alphas: str | Sequence[float], suite: EvalSuite | None = None,
-              report: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+              report: str | Path | None = None, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Evaluate the run mixed at each alpha; write the curve (table + plot) into ``report``.
 
     ``suite``: the evaluations (``sweep_suite``); None: the run's own (its ``evals`` and
-    ``data.dev``: the tuning splits it was trained with).
+    ``data.dev``: the tuning splits it was trained with). ``device``: where they run (auto|cpu|cuda[:N]).
     """
     alphas = parse_alphas(alphas)
     model, cfg = load_trained(run)
+    model = model.to(resolve_device(device))
     suite = suite or EvalSuite.from_config(cfg, progress)
     if not len(suite):
         raise ValueError(f"{Path(run) / CONFIG_FILE} names no evaluations (evals, data.dev): "
@@ -157,16 +159,20 @@ def sweep_run(run: str | Path, alphas: str | Sequence[float], suite: EvalSuite |
 def write_curve(rows: list[dict[str, Any]], folder: Path, title: str) -> Path:
     """interpolation.md (a table: one row per alpha), interpolation.json and interpolation.png."""
     folder.mkdir(parents=True, exist_ok=True)
-    keys = [k for k in rows[0] if k != "alpha"]
     plot = plot_curve(rows, folder / "interpolation.png")
     lines = [f"# {title}", "", "alpha = 0: the pre-trained text tower (through the trained head); "
-             "1: the trained one.", "", "| alpha | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    lines += [f"| {r['alpha']:.2f} | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |" for r in rows]
-    lines += ["", f"![interpolation]({plot.name})", ""]
+             "1: the trained one.", "", *curve_table(rows), "", f"![interpolation]({plot.name})", ""]
     (folder / "interpolation.json").write_text(json.dumps(rows, indent=2) + "\n")
     out = folder / "interpolation.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def curve_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The sweep as a markdown table: one row per alpha, one column per metric."""
+    keys = [k for k in rows[0] if k != "alpha"]
+    lines = ["| alpha | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    return lines + [f"| {r['alpha']:.2f} | " + " | ".join(f"{r[k]:.4f}" for k in keys) + " |" for r in rows]
 
 
 def plot_curve(rows: list[dict[str, Any]], out_png: Path) -> Path:

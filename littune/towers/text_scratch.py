@@ -14,7 +14,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
+from .canonical import needs_lowercase
+from .text import TextTower, Tokenizer, pool
 from .text_hf import minilm_path
 
 
@@ -33,7 +34,7 @@ def wrap_tokenizer(tok: "tokenizers.Tokenizer", context_length: int) -> Tokenize
         folder.mkdir(parents=True, exist_ok=True)
         tok.save(str(folder / "tokenizer.json"))
 
-    return Tokenizer(encode, context_length, tok.get_vocab_size(), save, tok.to_str())
+    return Tokenizer(encode, context_length, tok.get_vocab_size(), save, tok.to_str(), needs_lowercase(tok.get_vocab(), tok))
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> "tokenizers.Tokenizer":  # noqa: F821
@@ -109,8 +110,7 @@ class ScratchTextTower(TextTower):
         return [nn.ModuleList([self.token_emb]), *self.blocks.layers]
 
 
-@TEXT_TOWERS.register("scratch", description="transformer from random init with its own tokenizer")
-def _scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
+def create_scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
              width: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
              pooling: str = "mean", **_: Any) -> ScratchTextTower:
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, context_length)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -142,6 +143,8 @@ class Trainer:
                 state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
                 self.step = int(state["step"])
                 self.train_s = float(state.get("train_s", 0.0))
+                if self.main:  # say what happened: the run continues, it does not start over
+                    print(f"resuming from step {self.step} of {t.steps} ({ckpt})", file=sys.stderr, flush=True)
         # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
         suite = EvalSuite.from_config(cfg, progress=t.progress)
         self.suite = suite if self.main and len(suite) else None
@@ -215,7 +218,7 @@ class Trainer:
             bar.update(1)
             if self.main and (self.step % t.log_every == 0 or self.step == t.steps):
                 dt = time.perf_counter() - window_t
-                row = {"step": self.step, **stats, "temperature": self.model.temperature,
+                row = {"step": self.step, **stats, "train_s": round(self.train_s, 3), "temperature": self.model.temperature,
                        "bias": float(self.model.logit_bias.detach()),
                        "examples_per_s": window_n / dt if dt > 0 else math.nan}
                 self.log.write(row)
@@ -223,7 +226,8 @@ class Trainer:
                                 ex_s=f"{row['examples_per_s']:.0f}")
                 window_t, window_n = time.perf_counter(), 0
             if self.suite and self.step < t.steps and (due := self.suite.due(self.step)):
-                self.log.write({"step": self.step, **self.suite.scalars(self.suite.run(self.model, due))})
+                self.log.write({"step": self.step, "train_s": round(self.train_s, 3),
+                                **self.suite.scalars(self.suite.run(self.model, due))})
             if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.checkpoint()
             last = time.perf_counter()  # evaluation and checkpoints are not training time
@@ -243,7 +247,7 @@ class Trainer:
             if self.suite:
                 results = self.suite.run(self.model)
                 scalars = self.suite.scalars(results)
-                self.log.write({"step": self.step, **scalars})
+                self.log.write({"step": self.step, "train_s": round(self.train_s, 3), **scalars})
                 summary["evals"] = {name: {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}
                                     for name in results}
                 if DEV in results:

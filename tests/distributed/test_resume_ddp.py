@@ -51,7 +51,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def two(setup):
     """The uninterrupted 2-process run, started at once; ``_two`` waits for it."""
     root, boot, overrides = setup
-    run = Launched(torchrun(boot, ["train", *overrides(root / "two")]), root / "two")
+    run = Launched(torchrun(boot, ["train", *overrides(root / "two"), "--json"]), root / "two")
     yield run
     run.stop()
 
@@ -81,7 +81,7 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two):
     stopped_at = int(list_checkpoints(run)[-1].name.split("_")[1])
     assert stopped_at < STEPS and not (run / "model.safetensors").exists()
 
-    out = finish(torchrun(boot, ["train", *overrides(run), "--resume"]))
+    out = finish(torchrun(boot, ["train", *overrides(run), "--resume", "--json"]))
     assert json.loads(out.splitlines()[-1])["step"] == STEPS
     two = _two(two)
 

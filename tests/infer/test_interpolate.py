@@ -154,8 +154,10 @@ def test_interpolate_endpoints_bit_for_bit(runs, tiny, tmp_path, kind):
 
 def test_interpolated_run_is_a_run(runs, tiny, tmp_path, capsys):
     out = tmp_path / "mix"
-    assert main(["interpolate", "--model", str(runs["full"]), "--alpha", "0.5", "--out", str(out)]) == 0
+    assert main(["interpolate", "--model", str(runs["full"]), "--alpha", "0.5", "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["interpolate_alpha"] == 0.5
+    assert main(["interpolate", "--model", str(runs["full"]), "--alpha", "0.25", "--out", str(tmp_path / "q")]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'q'}: the text tower of ")  # one line for a person
     assert main(["eval", "retrieval", "--model", str(out), "--data", str(tiny["data"]), "--json",
                  "--cache", str(tiny["root"] / "cache"), "--no-progress"]) == 0
     assert 0 <= json.loads(capsys.readouterr().out)["i2t_r1"] <= 1
@@ -178,11 +180,16 @@ def test_sweep_evaluates_each_alpha_and_writes_the_curve(runs, tiny, tmp_path, c
     table = [line for line in report.read_text().splitlines() if line.startswith("| 0.") or line.startswith("| 1.")]
     assert len(table) == 3 and (report.parent / "interpolation.png").stat().st_size > 1000
     assert json.loads((report.parent / "interpolation.json").read_text()) == result["rows"]
-    # the command line: the same rows, one JSON line per alpha
-    assert main(["interpolate", "--model", str(runs["full"]), "--sweep", "0,1", "--data", str(tiny["data"]),
-                 "--report", str(tmp_path / "cli"), "--cache", str(tiny["root"] / "cache"), "--no-progress"]) == 0
-    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert printed == [result["rows"][0], result["rows"][2]]
+    # the command line: the same rows; a table for a person, one JSON document with --json
+    argv = ["interpolate", "--model", str(runs["full"]), "--sweep", "0,1", "--data", str(tiny["data"]),
+            "--report", str(tmp_path / "cli"), "--cache", str(tiny["root"] / "cache"), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| alpha | retrieval/") and out[-1] == f"report: {tmp_path / 'cli' / 'interpolation.md'}"
+    assert [line.split(" | ")[0] for line in out[2:-1]] == ["| 0.00", "| 1.00"]
+    assert main([*argv, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["rows"] == [result["rows"][0], result["rows"][2]]
 
 
 def test_train_interpolate_alpha_mixes_at_the_end(tiny, tmp_path, capfd):
@@ -213,6 +220,11 @@ def test_interpolate_refuses_bad_alpha_out_and_sources(runs, tiny, tmp_path, cap
     assert "--data apply to --sweep" in capsys.readouterr().err
     assert main(["interpolate", "--model", str(runs["full"]), "--sweep", "0,1", "--out", "x"]) == 2
     assert "--out applies to --alpha" in capsys.readouterr().err
+    assert main(["interpolate", "--model", str(runs["full"]), "--alpha", "0.5", "--out", "x", "--split", "dev"]) == 2
+    assert "--split apply to --sweep" in capsys.readouterr().err
+    assert main(["interpolate", "--model", str(runs["full"]), "--sweep", "0,1", "--data", str(tiny["data"]),
+                 "--split", "dev"]) == 2  # a csv has no splits: evaluating all of it instead would be silent
+    assert "split 'dev' asked for, but" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
