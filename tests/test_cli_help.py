@@ -40,7 +40,7 @@ def _options(p: argparse.ArgumentParser):
 def test_every_option_of_every_command_has_help_and_shows_its_default():
     parsers = _parsers()
     assert {"embed", "train", "eval zeroshot", "eval retrieval", "eval probe", "classify", "index", "search",
-            "serve", "export", "study", "demo", "towers"} <= set(parsers)
+            "serve", "export", "study", "demo", "towers", "interpolate"} <= set(parsers)
     for name, p in parsers.items():
         assert p.description, f"littune {name} has no description"
         formatter = p._get_formatter()

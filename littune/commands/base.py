@@ -92,6 +92,18 @@ def add_device(p: argparse.ArgumentParser) -> None:
                    help="auto (the GPU when CUDA is available, else the CPU) | cpu | cuda[:N]")
 
 
+def add_class_prompts(p: argparse.ArgumentParser, when: str = "") -> None:
+    """--classnames and --templates: the class names and prompt templates of zero-shot evaluation."""
+    from ..evaluate.templates import list_template_sets  # a list of files: no torch
+
+    p.add_argument("--classnames", default=None, metavar="FILE",
+                   help=f"{when}file of 'folder,name' lines (default: the folder names; ImageNet synsets get "
+                        "their names)")
+    p.add_argument("--templates", default="simple", metavar="SET_OR_FILE",
+                   help=f"{when}prompt templates: a built-in set ({', '.join(list_template_sets())}) "
+                        "or a file of lines with {}; combine several with '+' (flowers+simple)")
+
+
 def add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None, metavar="DIR",
                    help=f"root of the automatic embedding caches (default: ${CACHE_ENV}, else ~/.cache/littune)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import HelpFormatter, add_cache, add_device, add_json, add_model, add_progress, command
+from .base import HelpFormatter, add_cache, add_class_prompts, add_device, add_json, add_model, add_progress, command
 
 _COUNTS = ("n", "n_skipped", "n_images", "n_texts", "best_C", "n_train", "n_test")  # printed after the metrics
 
@@ -58,8 +58,6 @@ _DESCRIPTIONS = {
 
 @command("eval", "evaluate a trained model: zeroshot, retrieval or probe")
 def _eval(p: argparse.ArgumentParser):
-    from ..evaluate.templates import list_template_sets
-
     sub = p.add_subparsers(dest="kind", required=True, metavar="KIND")
 
     def kind(name: str, short: str) -> argparse.ArgumentParser:
@@ -70,11 +68,7 @@ def _eval(p: argparse.ArgumentParser):
     z = kind("zeroshot", "zero-shot classification of a folder with one sub-folder per class")
     z.add_argument("--images", required=True, metavar="DIR",
                    help="folder of class sub-folders, e.g. flowers/test (not a folder of train/ and test/ splits)")
-    z.add_argument("--classnames", default=None, metavar="FILE",
-                   help="file of 'folder,name' lines (default: the folder names; ImageNet synsets get their names)")
-    z.add_argument("--templates", default="simple", metavar="SET_OR_FILE",
-                   help=f"prompt templates: a built-in set ({', '.join(list_template_sets())}) "
-                        "or a file of lines with {}; combine several with '+' (flowers+simple)")
+    add_class_prompts(z)
     r = kind("retrieval", "image-text retrieval R@1/5/10")
     r.add_argument("--data", required=True,
                    help="flickr8k:DIR[:split], a Flickr8k folder, csv/tsv/jsonl or WebDataset shards")

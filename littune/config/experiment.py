@@ -72,6 +72,9 @@ class TrainConfig:
     threads: int = 0  # torch threads (0: all cores)
     device: str = "auto"  # auto (this process's GPU if CUDA is available, else cpu) | cpu | cuda[:N]
     progress: bool = True
+    # WiSE-FT at the end of training: text tower = (1 - a) pre-trained + a trained (heads kept); null: off.
+    # The last checkpoint keeps the trained weights, model.safetensors the mix (littune/towers/tuning.py).
+    interpolate_alpha: Optional[float] = None
     mixup: float = 0.0  # latent mixup (FuseMix): Beta(a, a) coefficient per pair, shared by both sides (0: off)
     init_from: Optional[str] = None  # a run folder to warm-start from (train/warm_start.py)
     init_parts: list[str] = field(default_factory=lambda: ["image_head", "text_head", "logit_scale", "logit_bias"])
@@ -97,9 +100,21 @@ def validate(cfg: ExperimentConfig) -> None:
     """Checks that types alone cannot express; each names its key."""
     from ..losses import LOSSES
     from ..towers.lock import check_lock_mode
+    from ..towers.tuning import check_alpha, check_tune
 
     check_lock_mode(cfg.model.image.lock, "model.image.lock")
     check_lock_mode(cfg.model.text.lock, "model.text.lock")
+    t, alpha = cfg.model.text, cfg.train.interpolate_alpha
+    try:
+        check_tune(t.tune)
+        if alpha is not None:
+            check_alpha(alpha, "train.interpolate_alpha")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if alpha is not None and (t.lock != "U" or t.name == "scratch" or not t.pretrained):
+        raise ConfigError(f"train.interpolate_alpha={alpha} mixes the tuned text tower with its pre-trained weights; "
+                          f"model.text (name={t.name}, lock={t.lock}, pretrained={t.pretrained}) has none to mix with "
+                          "(needs a pre-trained minilm/hf: tower with lock=U)")
     if cfg.train.loss not in LOSSES:
         raise ConfigError(f"train.loss='{cfg.train.loss}' is not a registered loss (softmax, sigmoid)")
     if cfg.train.precision not in ("fp32", "bf16", "auto"):

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from ..runs import write_export
+from ..runs.export import merged_copy
 from .card import write_card
 
 FORMATS = ("littune", "open_clip")
@@ -57,6 +58,9 @@ def export_model(lit, out: str | Path, format: str = "littune", hf: bool = True,
         raise ValueError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
     out = Path(out)
     _check_target(out, force, lit.source)
+    model, cfg = merged_copy(lit.model, lit.cfg)  # LoRA adapters folded in: every format gets plain weights
+    if model is not lit.model:
+        lit = type(lit)(model, cfg, lit.source)
     plan = None
     if format == "open_clip":
         from .open_clip_export import plan_open_clip

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ExperimentConfig, load_config, to_yaml
 from ..model import LiTModel
+from ..towers.tuning import merge_lora
 from .files import CONFIG_FILE, EXPORT_FILE, INFO_FILE, MODEL_FILE, TOKENIZER_DIR
 FORMAT = "littune-export"
 FORMAT_VERSION = 1
@@ -83,12 +84,24 @@ def _save_hf_text(model: LiTModel, cfg: ExperimentConfig, folder: Path) -> str |
     return "text_hf"
 
 
+def merged_copy(model: LiTModel, cfg: ExperimentConfig) -> tuple[LiTModel, ExperimentConfig]:
+    """A LoRA-tuned text tower as plain weights (adapters folded in) and a config that builds such a
+    tower (``model.text.tune=full``); other models are returned as they are."""
+    if model.text.tune != "lora":
+        return model, cfg
+    model, cfg = copy.deepcopy(model), copy.deepcopy(cfg)
+    merge_lora(model.text)
+    cfg.model.text.tune = "full"
+    return model, cfg
+
+
 def write_export(model: LiTModel, cfg: ExperimentConfig, folder: Path, source: str | None,
                  extra: dict | None = None) -> dict:
     """Write ``model`` in littune's export format into ``folder`` (which the caller made, empty).
 
     ``extra`` (e.g. what other formats were written beside it) goes into export.json too.
     """
+    model, cfg = merged_copy(model, cfg)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / MODEL_FILE))
     (folder / CONFIG_FILE).write_text(to_yaml(cfg))

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..model import LiTModel
+from ..towers.tuning import tuning_info
 from .files import INFO_FILE, MODEL_FILE
 
 
@@ -28,7 +29,8 @@ def model_state(model: LiTModel) -> dict[str, torch.Tensor]:
 
 def model_info(model: LiTModel) -> dict[str, Any]:
     return {"fingerprints": model.fingerprints(), "not_saved": locked_prefixes(model),
-            "embed_dim": model.embed_dim}
+            "embed_dim": model.embed_dim, "parameters": model.parameter_counts(),
+            "text_tuning": tuning_info(model.text)}
 
 
 def read_info(folder: Path) -> dict[str, Any] | None:

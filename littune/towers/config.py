@@ -5,12 +5,13 @@ The lock is one visible field per tower (``lock: L``), as in big_vision's config
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import torch
 
 from .image import ImageTower, create_image_tower
 from .text import TextTower, create_text_tower
+from .tuning import LoraOptions, apply_tuning, record_base
 
 
 LOCKED_RANDOM_INIT_SEED = 0
@@ -67,6 +68,15 @@ class TextTowerConfig:
     head_depth: int = 2  # mlp: linear layers (2 = one hidden layer)
     head_bias: bool = True  # false: open_clip's bias-free projections (needed by --format open_clip)
     head_dropout: float = 0.0  # mlp: dropout after each hidden layer
+    # What trains in the unlocked groups of a pre-trained tower (minilm, hf:); the head always trains
+    # and lock=L stays "head only". full: every parameter | lora: LoRA adapters, pre-trained weights
+    # frozen | norms: LayerNorm weights and biases only (LilT/BitFit). See towers/tuning.py.
+    tune: str = "full"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0  # adapters add (lora_alpha / lora_rank) B A x
+    lora_dropout: float = 0.0
+    lora_targets: Optional[List[str]] = None  # module-name suffixes; None: query, key, value,
+    # attention.output.dense, intermediate.dense, output.dense for BERT-family towers (tuning.py has T5's)
     # scratch only:
     tokenizer: str = "minilm"  # minilm (packaged vocabulary) | train (on the captions) | path to tokenizer.json
     vocab_size: int = 8192  # when tokenizer=train
@@ -80,5 +90,8 @@ class TextTowerConfig:
         if self.name == "scratch":
             kw.update(tokenizer=tokenizer or self.tokenizer, width=self.width, depth=self.depth,
                       heads=self.heads, mlp_ratio=self.mlp_ratio)
-        return create_text_tower(self.name, pretrained=self.pretrained, lock=self.lock,
-                                 locked_blocks=self.locked_blocks, **kw)
+        tower = create_text_tower(self.name, pretrained=self.pretrained, lock=self.lock,
+                                  locked_blocks=self.locked_blocks, **kw)
+        record_base(tower, self.pretrained)  # before any adapter changes the state's layout
+        lora = LoraOptions(self.lora_rank, self.lora_alpha, self.lora_dropout, self.lora_targets)
+        return apply_tuning(tower, self.tune, lora)

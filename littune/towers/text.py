@@ -72,6 +72,10 @@ class TextTower(Lockable):
     name: str
     embed_dim: int
     tokenizer: Tokenizer
+    tunable: bool = False  # pre-trained network whose parts may train alone (model.text.tune, towers/tuning.py)
+    tune: str = "full"  # what trains in the unlocked groups: full | lora | norms
+    lora: dict | None = None  # LoRA's options when tune=lora
+    base_fingerprint: str | None = None  # the pre-trained weights' fingerprint, for interpolation
 
     @property
     def context_length(self) -> int:
@@ -108,7 +112,7 @@ class TextTower(Lockable):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embed_dim": self.embed_dim,
                 "context_length": self.context_length, "vocab_size": self.tokenizer.vocab_size,
-                **self.lock_summary()}
+                "tune": self.tune, **self.lock_summary()}
 
 
 def create_text_tower(name: str, *, pretrained: bool = True, lock: str = "U", locked_blocks: int = 0,
@@ -116,7 +120,6 @@ def create_text_tower(name: str, *, pretrained: bool = True, lock: str = "U", lo
     tower = TEXT_TOWERS.create(name, pretrained=pretrained and lock != "u", **kwargs)
     tower.set_lock(lock, locked_blocks)
     return tower
-
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

@@ -35,6 +35,8 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
 
 
 class HFTextTower(TextTower):
+    tunable = True  # LoRA adapters or LayerNorms alone may train (towers/tuning.py)
+
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, name: str, pooling: str = "mean"):
         super().__init__()
         self.model, self.tokenizer, self.name, self.pooling = model, tokenizer, name, pooling

@@ -21,6 +21,7 @@ from .. import distributed
 from ..losses import create_loss
 from ..model import LiTModel
 from .batches import PairSchedule
+from ..towers.tuning import interpolate
 from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
@@ -200,8 +201,9 @@ class Trainer:
 
     def fit(self) -> dict:
         t = self.cfg.train
-        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not (t.progress and self.main),
-                   dynamic_ncols=True)
+        trainable = self.model.parameter_counts()["trainable"]
+        bar = tqdm(total=t.steps, initial=self.step, desc=f"train ({trainable / 1e6:.2f}M trainable)", unit="step",
+                   disable=not (t.progress and self.main), dynamic_ncols=True)
         window_t, window_n = time.perf_counter(), 0
         last = time.perf_counter()
         for batch in self.batches.iterate(self.step, t.steps):
@@ -233,10 +235,15 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
+        t = self.cfg.train
         summary = {"step": self.step, "train_s": round(self.train_s, 2), "temperature": self.model.temperature,
                    "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
         results = {}
         if self.main:
+            if t.interpolate_alpha is not None:
+                self.checkpoint()  # the trained weights: a resume or `littune interpolate` starts from them
+                interpolate(self.model.text, t.interpolate_alpha, self.cfg.model.text.build)
+                summary.update(interpolate_alpha=t.interpolate_alpha, fingerprints=self.model.fingerprints())
             if self.suite:
                 results = self.suite.run(self.model)
                 scalars = self.suite.scalars(results)
@@ -245,7 +252,8 @@ class Trainer:
                                     for name in results}
                 if DEV in results:
                     summary["dev"] = summary["evals"][DEV]
-            self.checkpoint()
+            if t.interpolate_alpha is None:
+                self.checkpoint()
             save_model(self.model, self.run_dir)
             write_summary(self.run_dir, summary)
             self.log.close()
