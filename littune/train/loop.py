@@ -64,6 +64,7 @@ def _prepare_tokenizer(cfg: ExperimentConfig, run_dir: Path, captions: list[list
 
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, resume: bool = False):
+        started = time.perf_counter()
         validate(cfg)
         self.cfg = cfg
         t = cfg.train
@@ -137,6 +138,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.step = 0
         self.train_s = 0.0  # wall time spent in training steps (data included), summed over resumes
+        self.setup_s = time.perf_counter() - started  # towers, caches (embedding what is missing), optimiser
         if resume:
             ckpt = latest_checkpoint(self.run_dir)
             if ckpt is not None:
@@ -236,7 +238,8 @@ class Trainer:
 
     def finish(self) -> dict:
         t = self.cfg.train
-        summary = {"step": self.step, "train_s": round(self.train_s, 2), "temperature": self.model.temperature,
+        summary = {"step": self.step, "train_s": round(self.train_s, 2), "setup_s": round(self.setup_s, 2),
+                   "temperature": self.model.temperature,
                    "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
         results = {}
         if self.main:
