@@ -17,7 +17,8 @@ LIMITS = ServeLimits(max_upload_bytes=200_000, max_pixels=1_000_000, max_labels=
 
 @pytest.fixture(scope="module")
 def client(serve_lit, serve_index):
-    with TestClient(create_app(serve_lit, serve_index, LIMITS), raise_server_exceptions=False) as c:
+    with TestClient(create_app(serve_lit, serve_index, LIMITS), base_url="http://localhost",
+                    raise_server_exceptions=False) as c:
         yield c
 
 
@@ -127,7 +128,7 @@ def test_oversized_body_is_refused_before_it_is_read(client):
 
 
 def test_without_an_index_search_says_so(serve_lit):
-    with TestClient(create_app(serve_lit, None)) as c:
+    with TestClient(create_app(serve_lit, None), base_url="http://localhost") as c:
         r = c.get("/api/search", params={"q": "red"})
         assert r.status_code == 404 and "--index" in r.json()["error"]
         assert c.get("/thumb/0").status_code == 404
