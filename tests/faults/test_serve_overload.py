@@ -58,7 +58,7 @@ def test_overload_gets_503_json_with_retry_after_never_plain_text(tiny_lit_run, 
     assert after.status_code == 200 and after.json()["label"] in labels
 
 
-def test_token_from_the_environment_guards_a_real_server(tiny_lit_run, monkeypatch):
+def test_token_from_the_environment_guards_a_real_server(tiny_lit_run):
     import httpx
 
     token = "env-token-1234567"
