@@ -83,10 +83,9 @@ def load_image(
         image = _open(data, max_pixels, label, reduce_to)
         with (reserve or _no_reserve)(image.size[0] * image.size[1]):
             image.load()
-            if reduce_to is None:
-                return _to_rgb(image, label)
-            # Reduce before and after the RGB conversion: the big buffers are freed inside `reserve`.
-            return _reduce(_to_rgb(_reduce(image, reduce_to), label), reduce_to)
+            if reduce_to is not None:  # inside `reserve`: the full-size buffers are freed before it ends
+                image = _shrink(image, reduce_to)
+            return _to_rgb(image, label)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -135,15 +134,24 @@ def _no_reserve(_: int) -> AbstractContextManager:
     return nullcontext()
 
 
-# Modes whose channels Image.reduce may average (not "P": palette indices are not intensities).
-_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F")
+def _shrink(image: Image.Image, reduce_to: int) -> Image.Image:
+    """Box-average by the largest integer factor that keeps the shorter side >= ``reduce_to``.
 
-
-def _reduce(image: Image.Image, reduce_to: int) -> Image.Image:
-    """Box-average by the largest integer factor that keeps the shorter side >= ``reduce_to``."""
+    Palette and 1-bit images are expanded first (palette indices cannot be averaged), 16-bit ones
+    widened to 32-bit; peak memory is at most about 9 bytes per pixel (a palette with transparency),
+    8 for RGBA (``reduce`` works on a premultiplied copy), 4 for RGB.
+    """
     factor = min(image.size) // reduce_to
-    if factor < 2 or image.mode not in _REDUCIBLE:
+    if factor < 2:
         return image
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")  # values kept; _high_depth_to_rgb scales I like I;16
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"):
+        return image  # anything else (LAB, HSV, ...) is left to _to_rgb at full size
     return image.reduce(factor)
 
 

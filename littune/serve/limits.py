@@ -23,7 +23,7 @@ class ServeLimits:
     thumb_px: int = 256
     thumb_cache: int = 512  # thumbnails kept in memory (~10 KB each)
     max_active: int = 8  # requests running at once (inference is serialised by the model's lock anyway)
-    max_queue: int = 64  # requests waiting for a slot, bodies unread; beyond it: 503 JSON at once
+    max_queue: int = 120  # requests waiting for a slot, bodies unread (<= 64 KB each); beyond: 503 JSON at once
     queue_timeout_s: float = 30.0  # a request that waited this long for a slot (or for pixels) gets 503
     retry_after_s: int = 2  # the Retry-After header of a 503
     pixel_budget: int = 48_000_000  # pixels decoded at once over all requests (>= max_pixels)

@@ -24,11 +24,12 @@ MIB = 2 ** 20
 def memory_bound(limits: ServeLimits) -> int:
     """The README's bound on what requests add to a server's resident memory (bytes).
 
-    Pixels being decoded (the budget) at up to 8 bytes each (RGBA, 4 bytes, plus its conversion),
-    one upload held by every running request, and 64 MiB for everything else (threads, buffers).
+    Pixels being decoded (the budget) at up to 9 bytes each (a palette with transparency; RGB: 4),
+    one upload held by every running request, 64 KiB of unread body per waiting one (uvicorn's
+    high-water mark), and 64 MiB for everything else (threads, buffers).
     """
-    return limits.pixel_budget * 8 + limits.max_active * (limits.max_upload_bytes + limits.form_overhead_bytes) \
-        + 64 * MIB
+    return limits.pixel_budget * 9 + limits.max_active * (limits.max_upload_bytes + limits.form_overhead_bytes) \
+        + limits.max_queue * 64 * 1024 + 64 * MIB
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from littune.data.images import load_image
@@ -61,3 +62,24 @@ def test_small_and_palette_images_are_left_as_they_are():
     assert img.mode == "RGB" and img.size == (250, 150)
     ref = np.asarray(palette.convert("RGB").reduce(4), dtype=np.float32)
     assert np.abs(np.asarray(img, dtype=np.float32) - ref).max() <= 1
+
+
+def _modes():
+    base = _photo(800, 480)
+    palette = base.convert("P", palette=Image.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 3
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(base.size))
+    grey16 = Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16))
+    return {"P+transparency": palette, "RGBA": rgba, "I;16": grey16, "1": base.convert("1"), "LA": rgba.convert("LA")}
+
+
+@pytest.mark.parametrize("mode", ["P+transparency", "RGBA", "I;16", "1", "LA"])
+def test_every_mode_reduced_matches_the_full_decode_reduced(mode):
+    data = _encoded(_modes()[mode], "PNG")
+    small, _ = _decode(data, 120)
+    full = load_image(data)  # 800 x 480, RGB, alpha on white, 16 bits scaled to 8
+    assert small.mode == "RGB" and small.size == (200, 120)
+    ref = np.asarray(full.resize(small.size, Image.BOX), dtype=np.float32)
+    # The same picture; "1" is dithered, so only its averages agree.
+    assert np.abs(np.asarray(small, dtype=np.float32) - ref).mean() < (12 if mode == "1" else 1.5), mode
