@@ -141,3 +141,20 @@ def test_thumbnails_only_by_position(client, serve_index):
     for bad in (f"/thumb/{n}", "/thumb/-1", "/thumb/1.5", "/thumb/abc", "/thumb/", "/thumb/0x1"):
         r = client.get(bad)
         assert r.status_code in (400, 404), (bad, r.status_code)
+
+
+def test_a_big_photo_is_classified_from_a_reduced_decode_nearly_as_in_full(client, serve_lit, tiny_lit_run):
+    """A 2400 x 1800 JPEG (a scaled-up test image): decoded at 1/2 in draft mode, same ranking as in full."""
+    small = Image.open(tiny_lit_run["images"][5]).convert("RGB")
+    buf = io.BytesIO()
+    small.resize((2400, 1800), Image.BICUBIC).save(buf, format="JPEG", quality=92)
+    big = buf.getvalue()
+    limits = ServeLimits(max_upload_bytes=len(big) + 1, max_pixels=5_000_000)
+    with TestClient(create_app(serve_lit, None, limits), base_url="http://localhost") as c:
+        r = c.post("/api/classify", files={"image": ("big.jpg", big, "image/jpeg")}, data={"labels": LABELS})
+    assert r.status_code == 200, r.text
+    full = serve_lit.classify(big, LABELS)[0]  # the Python API decodes in full
+    got = {x["label"]: x["probability"] for x in r.json()["ranked"]}
+    assert list(got) == list(full)
+    print("largest difference:", max(abs(got[k] - full[k]) for k in full))
+    assert got == pytest.approx(full, abs=0.01)
