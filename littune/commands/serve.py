@@ -32,7 +32,7 @@ def _serve(p: argparse.ArgumentParser):
     p.add_argument("--token", default=None,
                    help="require `Authorization: Bearer TOKEN` for the API (default: $LITTUNE_TOKEN); "
                         "needed when --host is not a loopback address")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
                    help="also answer requests with this Host name (repeatable; default: the --host address, "
                         "localhost, 127.0.0.1, ::1; others get 400)")
     p.add_argument("--docs", action="store_true", help="serve the API docs (/docs, /openapi.json)")
@@ -42,7 +42,7 @@ def _serve(p: argparse.ArgumentParser):
         from ..serve import serve
         from ..serve.guard import Access
 
-        access = Access.for_bind(a.host, tuple(a.allow_host), a.token or os.environ.get("LITTUNE_TOKEN") or None,
+        access = Access.for_bind(a.host, tuple(a.allow_host or ()), a.token or os.environ.get("LITTUNE_TOKEN") or None,
                                  a.docs)  # refused before loading
         given = {"max_upload_bytes": int(a.max_upload_mb * 2 ** 20) if a.max_upload_mb is not None else None,
                  "max_pixels": a.max_pixels, "pixel_budget": a.pixel_budget, "max_active": a.max_active,

@@ -21,10 +21,10 @@ import csv
 import io
 import json
 from collections import Counter
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -79,13 +79,21 @@ def load_image(
     if not data:
         raise BadImage(EMPTY, label)
 
-    try:
+    with _as_bad_image(label):
         image = _open(data, max_pixels, label, reduce_to)
-        with (reserve or _no_reserve)(image.size[0] * image.size[1]):
-            image.load()
-            if reduce_to is not None:  # inside `reserve`: the full-size buffers are freed before it ends
-                image = _shrink(image, reduce_to)
-            return _to_rgb(image, label)
+    # Outside the translation: what `reserve` raises (a busy server) is the caller's, not a bad image.
+    with (reserve or _no_reserve)(image.size[0] * image.size[1]), _as_bad_image(label):
+        image.load()
+        if reduce_to is not None:  # inside `reserve`: the full-size buffers are freed before it ends
+            image = _shrink(image, reduce_to)
+        return _to_rgb(image, label)
+
+
+@contextmanager
+def _as_bad_image(label: str) -> Iterator[None]:
+    """Whatever PIL raises while opening or decoding becomes a ``BadImage`` with a reason."""
+    try:
+        yield
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

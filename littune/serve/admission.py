@@ -31,6 +31,7 @@ class Admission:
         self.app, self.limits = app, limits
         self.active = self.inflight = 0  # running; running or waiting (counted on arrival, before any await)
         self._slots: asyncio.Semaphore | None = None  # made in the server's event loop
+        self._loop = None
 
     @property
     def waiting(self) -> int:
@@ -40,8 +41,8 @@ class Admission:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         lim = self.limits
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(lim.max_active)
+        if self._loop is not asyncio.get_running_loop():  # first request (or a test client's new loop)
+            self._slots, self._loop = asyncio.Semaphore(lim.max_active), asyncio.get_running_loop()
         if self.inflight >= lim.max_active + lim.max_queue:
             return await self._busy(send, f"{self.active} requests running and {self.waiting} waiting")
         self.inflight += 1

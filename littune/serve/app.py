@@ -136,7 +136,7 @@ def create_app(lit, index=None, limits: ServeLimits | None = None, access: Acces
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + limits.form_overhead_bytes)
     app.add_middleware(Admission, limits=limits)
     app.add_middleware(Guard, access=access)  # added last: runs first
-    budget = PixelBudget(limits.pixel_budget, limits.queue_timeout_s)
+    budget = app.state.pixel_budget = PixelBudget(limits.pixel_budget, limits.queue_timeout_s)
     # Decode uploads no larger than the model needs, with a margin for its own antialiased resize.
     upload_side = max(limits.decode_side, 2 * lit.model.image.preprocess.resize_size)
     thumbs = Thumbnails(index.paths, limits, budget) if index is not None else None

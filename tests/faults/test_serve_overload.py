@@ -59,10 +59,11 @@ def test_overload_gets_503_json_with_retry_after_never_plain_text(tiny_lit_run, 
 
 
 def test_token_from_the_environment_guards_a_real_server(tiny_lit_run):
+    """LITTUNE_TOKEN, --allow-host and --docs through the command line."""
     import httpx
 
     token = "env-token-1234567"
-    with start_server(tiny_lit_run["run"], env={"LITTUNE_TOKEN": token},
+    with start_server(tiny_lit_run["run"], "--allow-host", "photos.lan", "--docs", env={"LITTUNE_TOKEN": token},
                       ready_headers={"authorization": f"Bearer {token}"}) as server:
         url = server["url"]
         assert httpx.get(f"{url}/api/info").status_code == 401
@@ -70,4 +71,6 @@ def test_token_from_the_environment_guards_a_real_server(tiny_lit_run):
         assert httpx.get(f"{url}/").status_code == 200  # the page itself (it reads #token=... and sends it)
         r = httpx.get(f"{url}/api/info", headers={"host": "rebound.example", "authorization": f"Bearer {token}"})
         assert r.status_code == 400 and r.json()["field"] == "host"  # the token does not lift the Host check
-        assert httpx.get(f"{url}/openapi.json", headers={"authorization": f"Bearer {token}"}).status_code == 404
+        auth = {"authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/api/info", headers={"host": "photos.lan:8000", **auth}).status_code == 200
+        assert "/api/classify" in httpx.get(f"{url}/openapi.json").json()["paths"]  # --docs: schema and page

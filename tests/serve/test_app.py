@@ -158,3 +158,15 @@ def test_a_big_photo_is_classified_from_a_reduced_decode_nearly_as_in_full(clien
     assert list(got) == list(full)
     print("largest difference:", max(abs(got[k] - full[k]) for k in full))
     assert got == pytest.approx(full, abs=0.01)
+
+
+def test_no_decoding_budget_left_is_503_with_retry_after_not_a_bad_image(serve_lit, tiny_lit_run):
+    limits = ServeLimits(max_pixels=1_000_000, pixel_budget=1_000_000, queue_timeout_s=0.2, retry_after_s=3)
+    app = create_app(serve_lit, None, limits)
+    image = tiny_lit_run["images"][0].read_bytes()
+    with TestClient(app, base_url="http://localhost") as c:
+        with app.state.pixel_budget.hold(1_000_000):  # other requests are decoding: nothing left
+            r = _classify(c, image)
+        assert r.status_code == 503 and r.headers["retry-after"] == "3", r.text
+        assert r.json()["field"] == "image" and "busy" in r.json()["error"]
+        assert _classify(c, image).status_code == 200  # budget back: answered

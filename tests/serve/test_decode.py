@@ -83,3 +83,16 @@ def test_every_mode_reduced_matches_the_full_decode_reduced(mode):
     ref = np.asarray(full.resize(small.size, Image.BOX), dtype=np.float32)
     # The same picture; "1" is dithered, so only its averages agree.
     assert np.abs(np.asarray(small, dtype=np.float32) - ref).mean() < (12 if mode == "1" else 1.5), mode
+
+
+def test_what_reserve_raises_reaches_the_caller_unchanged():
+    class Full(Exception):
+        pass
+
+    def reserve(pixels: int):
+        raise Full(pixels)
+
+    data = _encoded(_photo(64, 48), "PNG")
+    with pytest.raises(Full) as e:  # not turned into BadImage("unreadable"): the image is fine, the server busy
+        load_image(data, reduce_to=32, reserve=reserve)
+    assert e.value.args == (64 * 48,)
