@@ -10,6 +10,15 @@ call made first):
   search       one text query, k=10
 over the Python API and over HTTP (upload + decode + JSON). With --screenshot it drives the page in
 Debian's chromium and saves the side-by-side picture of both tabs. The last line is JSON.
+
+    python benchmarks/bench_serve.py --load [--model runs/demo/latest] [--parallel 20,80,200] [--requests 200]
+
+The load test: for each level of parallelism, --requests uploads (POST /api/classify, photos from
+--images) sent by that many clients at once to a server with its default limits. It counts
+successes, 503s in JSON with Retry-After (the server's "busy, retry"), any other 5xx (must be 0)
+and anything else, the 50th/99th percentile latency of the successes, and the server's peak
+resident memory (sampled every 10 ms). Without --model it trains the tests' tiny model first (the
+quick mode: a minute, then seconds per level); with --model it loads that run.
 """
 from __future__ import annotations
 
@@ -20,11 +29,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, print_json, print_table  # noqa: E402
+from common import SHARED, print_json, print_table, stage  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 LABELS = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
 
@@ -40,15 +54,47 @@ def stats(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(times), times[int(0.9 * (len(times) - 1))]
 
 
+@contextmanager
+def server(model: str, threads: int, *args: str):
+    """`littune serve` on a free loopback port; yields (url, process)."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen([sys.executable, "-m", "littune", "serve", "--model", model, "--port", str(port),
+                             "--threads", str(threads), *args], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/api/info", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default=None, help="a run or export (required unless --load: the tiny test model)")
     ap.add_argument("--images", default=str(SHARED / "flowers" / "test"))
     ap.add_argument("--index", default=None, help="index folder (default: a temporary one)")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--screenshot", default=None, help="save the page's picture here (PNG)")
+    ap.add_argument("--load", action="store_true", help="the load test instead of single-call latency")
+    ap.add_argument("--parallel", default="20,80,200", help="--load: clients at once, one level each")
+    ap.add_argument("--requests", type=int, default=200, help="--load: requests per level")
     a = ap.parse_args()
+    if a.load:
+        return load_test(a)
+    if a.model is None:
+        ap.error("--model is required (without --load)")
 
     import httpx
     import torch
@@ -70,21 +116,8 @@ def main() -> None:
     py_new = stats(lambda: lit.classify(image, [f"{x} {next(fresh)}" for x in LABELS]), max(5, a.repeat // 3))
     py_search = stats(lambda: index.search("a red rose in the garden", k=10), a.repeat)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
-    proc = subprocess.Popen([sys.executable, "-m", "littune", "serve", "--model", a.model, "--index", str(index_dir),
-                             "--port", str(port), "--threads", str(a.threads)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with server(a.model, a.threads, "--index", str(index_dir)) as (url, _):
         with httpx.Client(timeout=120) as c:
-            for _ in range(600):
-                try:
-                    if c.get(f"{url}/api/info").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
             data = Path(image).read_bytes()
             http_classify = stats(lambda: c.post(f"{url}/api/classify", files={"image": ("x.jpg", data, "image/jpeg")},
                                                  data={"labels": ",".join(LABELS)}).raise_for_status(), a.repeat)
@@ -98,9 +131,6 @@ def main() -> None:
             shown = drive_page(url + "/", rose, ", ".join(LABELS), "yellow sunflowers in a field", 10, work / "shots")
             Path(a.screenshot).write_bytes(Path(shown["screenshots"]["combined"]).read_bytes())
             shot = a.screenshot
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
     fig = {"model": str(Path(a.model).resolve()), "image_tower": lit.model.image.name, "text_tower": lit.model.text.name,
            "threads": a.threads, "n_images": len(index), "index_s": round(index_s, 1),
@@ -118,6 +148,91 @@ def main() -> None:
         ("littune index (embed the folder)", f"{index_s:.1f} s", f"{len(index)} images"),
     ])
     print_json(fig)
+
+
+def _peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    import psutil
+
+    proc = psutil.Process(pid)
+    while not stop.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        time.sleep(0.01)
+
+
+def _one_level(url: str, pid: int, uploads: list[tuple[str, bytes]], labels: str, n: int, parallel: int) -> dict:
+    """n uploads sent by `parallel` clients at once: counts by kind of answer, latency, peak RSS."""
+    import httpx
+
+    def send(i: int) -> tuple[str, float]:
+        name, data = uploads[i % len(uploads)]
+        t0 = time.perf_counter()
+        try:
+            r = client.post(f"{url}/api/classify", files={"image": (name, data, "image/jpeg")}, data={"labels": labels})
+        except httpx.HTTPError as e:
+            return f"error {type(e).__name__}", 1000 * (time.perf_counter() - t0)
+        ms = 1000 * (time.perf_counter() - t0)
+        json_body = r.headers.get("content-type", "").startswith("application/json")
+        if r.status_code == 200 and json_body and "label" in r.json():
+            return "ok", ms
+        if r.status_code == 503 and json_body and set(r.json()) == {"error", "field"} and "retry-after" in r.headers:
+            return "busy", ms
+        return ("5xx" if r.status_code >= 500 else "other") + f" {r.status_code}", ms
+
+    stop, peak = threading.Event(), [0]
+    watcher = threading.Thread(target=_peak_rss, args=(pid, stop, peak))
+    watcher.start()
+    t0 = time.perf_counter()
+    with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=parallel)) as client, \
+            ThreadPoolExecutor(parallel) as pool:
+        answers = list(pool.map(send, range(n)))
+    wall = time.perf_counter() - t0
+    stop.set()
+    watcher.join()
+    kinds = [k for k, _ in answers]
+    ok_ms = sorted(ms for k, ms in answers if k == "ok")
+    pct = (lambda q: round(ok_ms[min(len(ok_ms) - 1, int(q * len(ok_ms)))], 1) if ok_ms else None)
+    return {"parallel": parallel, "requests": n, "ok": kinds.count("ok"), "busy_503_json": kinds.count("busy"),
+            "other_5xx": sum(k.startswith("5xx") for k in kinds),
+            "other": sorted({k for k in kinds if k.startswith(("other", "error"))}),
+            "other_count": sum(k.startswith(("other", "error")) for k in kinds),
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "wall_s": round(wall, 1),
+            "peak_rss_mib": round(peak[0] / 2 ** 20)}
+
+
+def load_test(a: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench_serve_load_"))
+    if a.model is None:
+        stage("quick mode: training the tests' tiny model (tests/infer/tiny_lit.py)")
+        sys.path.insert(0, str(REPO))
+        from tests.infer.tiny_lit import train_tiny_run
+
+        tiny = train_tiny_run(work / "tiny")
+        model, photos, labels = str(tiny["run"]), tiny["images"], ",".join(sorted(set(tiny["captions"]))[:5])
+    else:
+        folder = Path(a.images)
+        model, labels = a.model, "daisy,dandelion,rose,sunflower,tulip"
+        photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:200]
+        if not photos:
+            sys.exit(f"bench_serve: no photos under {folder} (--images DIR)")
+    uploads = [(p.name, p.read_bytes()) for p in photos]
+    levels = [int(x) for x in a.parallel.split(",")]
+    rows = []
+    with server(model, a.threads) as (url, proc):
+        import psutil
+
+        idle = psutil.Process(proc.pid).memory_info().rss
+        for parallel in levels:
+            stage(f"{a.requests} requests, {parallel} at once")
+            rows.append(_one_level(url, proc.pid, uploads, labels, a.requests, parallel))
+    print_table(f"bench_serve --load ({'tiny test model' if a.model is None else model}, {a.threads} thread(s), "
+                f"default limits; server idle at {idle / 2 ** 20:.0f} MiB)", [
+        (f"{r['parallel']} at once: ok / 503 JSON / other 5xx / other",
+         f"{r['ok']} / {r['busy_503_json']} / {r['other_5xx']} / {r['other_count']}",
+         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, peak RSS {r['peak_rss_mib']} MiB, {r['wall_s']} s"
+         + (f", other: {', '.join(r['other'])}" if r["other"] else "")) for r in rows])
+    print_json({"mode": "quick" if a.model is None else "model", "model": model, "threads": a.threads,
+                "idle_rss_mib": round(idle / 2 ** 20), "levels": rows,
+                "other_5xx_total": sum(r["other_5xx"] for r in rows)})
 
 
 if __name__ == "__main__":

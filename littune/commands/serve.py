@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..serve.limits import ServeLimits
 from .base import add_device, add_model, command
@@ -21,15 +22,36 @@ def _serve(p: argparse.ArgumentParser):
                    help=f"largest accepted upload in MB (default: {_L.max_upload_bytes / 2 ** 20:g})")
     p.add_argument("--max-pixels", type=int, default=None,
                    help=f"largest accepted image in pixels, checked before decoding (default: {_L.max_pixels})")
+    p.add_argument("--pixel-budget", type=int, default=None,
+                   help=f"pixels decoded at once over all requests, bounds memory; at least --max-pixels "
+                        f"(default: {_L.pixel_budget})")
+    p.add_argument("--max-active", type=int, default=None,
+                   help=f"requests handled at once (default: {_L.max_active})")
+    p.add_argument("--max-queue", type=int, default=None,
+                   help=f"requests waiting for a slot; beyond it, 503 JSON with Retry-After (default: {_L.max_queue})")
+    p.add_argument("--token", default=None,
+                   help="require `Authorization: Bearer TOKEN` for the API (default: $LITTUNE_TOKEN); "
+                        "needed when --host is not a loopback address")
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                   help="also answer requests with this Host name (repeatable; default: the --host address, "
+                        "localhost, 127.0.0.1, ::1; others get 400)")
+    p.add_argument("--docs", action="store_true", help="serve the API docs (/docs, /openapi.json)")
     add_device(p)
 
     def run(a: argparse.Namespace) -> int:
         from ..serve import serve
+        from ..serve.guard import Access
 
+        access = Access.for_bind(a.host, tuple(a.allow_host or ()), a.token or os.environ.get("LITTUNE_TOKEN") or None,
+                                 a.docs)  # refused before loading
         given = {"max_upload_bytes": int(a.max_upload_mb * 2 ** 20) if a.max_upload_mb is not None else None,
-                 "max_pixels": a.max_pixels}
+                 "max_pixels": a.max_pixels, "pixel_budget": a.pixel_budget, "max_active": a.max_active,
+                 "max_queue": a.max_queue}
+        if a.max_pixels is not None and a.pixel_budget is None:
+            given["pixel_budget"] = max(a.max_pixels, _L.pixel_budget)
         limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})  # else ServeLimits' defaults
-        serve(a.model, index=a.index, host=a.host, port=a.port, threads=a.threads, limits=limits, device=a.device)
+        serve(a.model, index=a.index, host=a.host, port=a.port, threads=a.threads, limits=limits, device=a.device,
+              access=access)
         return 0
 
     return run

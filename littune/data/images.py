@@ -8,6 +8,11 @@ skip the item and record it in a ``BadInputLog`` instead of crashing or training
 What a successful ``load_image`` returns is always a fully decoded 8-bit RGB ``PIL.Image``:
 EXIF orientation applied, first frame of animations, alpha composited on white, 16-bit greyscale
 scaled (not clipped) to 8 bits.
+
+With ``reduce_to`` (a server decoding uploads), the image is decoded no larger than needed: JPEG
+in libjpeg's draft mode (DCT scaling by 1/2, 1/4 or 1/8, Pillow's ``Image.draft``), other formats
+reduced by an integer factor right after decoding; the shorter side stays >= ``reduce_to``.
+``reserve(pixels)`` is entered around the decode, so a caller can bound the pixels decoded at once.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import csv
 import io
 import json
 from collections import Counter
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -53,11 +60,15 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
+    reduce_to: int | None = None,
+    reserve: Callable[[int], AbstractContextManager] | None = None,
 ) -> Image.Image:
     """Decode ``source`` (a file path or encoded bytes) into a fully loaded RGB image.
 
     Raises ``BadImage`` for anything unusable; never returns a half-decoded image.
     ``name`` is used in error messages (defaults to the path, or "<bytes>").
+    ``reduce_to``: decode at reduced size, shorter side >= this (see the module docstring).
+    ``reserve``: called with the number of pixels about to be decoded; decoding runs inside it.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
@@ -68,9 +79,21 @@ def load_image(
     if not data:
         raise BadImage(EMPTY, label)
 
-    try:
-        image = _decode(data, max_pixels, label)
+    with _as_bad_image(label):
+        image = _open(data, max_pixels, label, reduce_to)
+    # Outside the translation: what `reserve` raises (a busy server) is the caller's, not a bad image.
+    with (reserve or _no_reserve)(image.size[0] * image.size[1]), _as_bad_image(label):
+        image.load()
+        if reduce_to is not None:  # inside `reserve`: the full-size buffers are freed before it ends
+            image = _shrink(image, reduce_to)
         return _to_rgb(image, label)
+
+
+@contextmanager
+def _as_bad_image(label: str) -> Iterator[None]:
+    """Whatever PIL raises while opening or decoding becomes a ``BadImage`` with a reason."""
+    try:
+        yield
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -96,8 +119,12 @@ def _read_file(path: Path, label: str) -> bytes:
         raise BadImage(UNREADABLE, label, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _decode(data: bytes, max_pixels: int, label: str) -> Image.Image:
-    """Open, check the header's size against ``max_pixels``, then decode the first frame."""
+def _open(data: bytes, max_pixels: int, label: str, reduce_to: int | None) -> Image.Image:
+    """Open, check the header's size against ``max_pixels``, pick the first frame (and JPEG draft size).
+
+    The caller's ``.load()`` decodes everything; with LOAD_TRUNCATED_IMAGES left False (we never
+    touch it) a truncated file raises there instead of returning grey padding.
+    """
     image = Image.open(io.BytesIO(data))
     # Image.open only parses the header: reject bombs before allocating their pixels.
     width, height = image.size
@@ -105,10 +132,35 @@ def _decode(data: bytes, max_pixels: int, label: str) -> Image.Image:
         raise BadImage(BOMB, label, f"{width}x{height} > max_pixels={max_pixels}")
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)
-    # .load() decodes everything now; with LOAD_TRUNCATED_IMAGES left False (we never touch
-    # it) a truncated file raises here instead of returning grey padding.
-    image.load()
+    if reduce_to is not None and min(width, height) >= 2 * reduce_to:
+        s = reduce_to / min(width, height)
+        image.draft(None, (max(1, int(width * s)), max(1, int(height * s))))  # JPEG only; others ignore it
     return image
+
+
+def _no_reserve(_: int) -> AbstractContextManager:
+    return nullcontext()
+
+
+def _shrink(image: Image.Image, reduce_to: int) -> Image.Image:
+    """Box-average by the largest integer factor that keeps the shorter side >= ``reduce_to``.
+
+    Palette and 1-bit images are expanded first (palette indices cannot be averaged), 16-bit ones
+    widened to 32-bit; peak memory is at most about 9 bytes per pixel (a palette with transparency),
+    8 for RGBA (``reduce`` works on a premultiplied copy), 4 for RGB.
+    """
+    factor = min(image.size) // reduce_to
+    if factor < 2:
+        return image
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")  # values kept; _high_depth_to_rgb scales I like I;16
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"):
+        return image  # anything else (LAB, HSV, ...) is left to _to_rgb at full size
+    return image.reduce(factor)
 
 
 def _to_rgb(image: Image.Image, label: str) -> Image.Image:

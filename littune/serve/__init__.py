@@ -6,6 +6,7 @@ from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".app": ["create_app"],
+    ".guard": ["Access"],
     ".limits": ["ServeLimits"],
     ".server": ["build_app", "serve"],
 })

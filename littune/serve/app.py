@@ -6,10 +6,14 @@
     GET  /api/search       ?q=a+dog&k=10 -> best images with scores and thumbnail URLs
     GET  /thumb/{i}        a JPEG thumbnail of the index's i-th image
 
+    GET  /docs, /openapi.json  only with ``Access(docs=True)`` (``--docs``)
+
 Bad input is a 4xx with ``{"error": message, "field": name}``: not an image, truncated, too many
 bytes or pixels, empty or too many labels, an empty or too long query, a bad k. Thumbnails are
 addressed by index position only, so no request names a file: nothing outside the index is served.
 Inference goes through the ``LiT`` object's lock; endpoints run in FastAPI's thread pool.
+Middleware, outermost first: ``Guard`` (Host allow-list, token), ``Admission`` (bounded queue,
+503 JSON), ``BodyLimit`` (413). Uploads and thumbnails decode at reduced size under ``PixelBudget``.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.images import BOMB, BadImage, load_image
 from ..infer.model import parse_labels
+from .admission import Admission, Busy, PixelBudget
+from .guard import Access, Guard
 from .limits import BodyLimit, ServeLimits
 
 STATIC = Path(__file__).parent / "static"
@@ -37,13 +43,22 @@ log = logging.getLogger("littune.serve")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, field: str, message: str):
+    def __init__(self, status: int, field: str, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.field, self.message = status, field, message
+        self.status, self.field, self.message, self.headers = status, field, message, headers
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field}, status_code=status)
+def _error(status: int, message: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
+
+
+def decode(data: bytes | str, limits: ServeLimits, budget: PixelBudget, name: str, reduce_to: int):
+    """Bytes or a path -> RGB image at reduced size, decoded inside the shared pixel budget."""
+    try:
+        return load_image(data, max_pixels=limits.max_pixels, name=name, reduce_to=reduce_to, reserve=budget.hold)
+    except Busy as e:
+        raise ApiError(503, "image", f"server busy: {e}; retry after {limits.retry_after_s} s",
+                       {"Retry-After": str(limits.retry_after_s)}) from None
 
 
 def check_labels(raw: str | None, limits: ServeLimits) -> list[str]:
@@ -82,8 +97,8 @@ def check_query(q: str | None, k: str | None, limits: ServeLimits) -> tuple[str,
 class Thumbnails:
     """JPEG thumbnails of index rows, made on demand and kept in a bounded LRU."""
 
-    def __init__(self, paths: list[str], limits: ServeLimits):
-        self.paths, self.limits = paths, limits
+    def __init__(self, paths: list[str], limits: ServeLimits, budget: PixelBudget):
+        self.paths, self.limits, self.budget = paths, limits, budget
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -95,7 +110,7 @@ class Thumbnails:
                 self._cache.move_to_end(i)
                 return self._cache[i]
         try:
-            img = load_image(self.paths[i], max_pixels=self.limits.max_pixels, name=f"image {i}")
+            img = decode(self.paths[i], self.limits, self.budget, f"image {i}", self.limits.thumb_px)
         except BadImage as e:
             raise ApiError(404, "i", f"image {i} can no longer be read: {e.reason}") from None
         img.thumbnail((self.limits.thumb_px, self.limits.thumb_px))
@@ -109,16 +124,26 @@ class Thumbnails:
         return data
 
 
-def create_app(lit, index=None, limits: ServeLimits | None = None) -> FastAPI:
-    """The app for a loaded ``LiT`` and an optional ``ImageIndex`` made by the same model."""
-    limits = limits or ServeLimits()
-    app = FastAPI(title="littune", docs_url=None, redoc_url=None)  # the docs pages load assets from a CDN
+def create_app(lit, index=None, limits: ServeLimits | None = None, access: Access | None = None) -> FastAPI:
+    """The app for a loaded ``LiT`` and an optional ``ImageIndex`` made by the same model.
+
+    ``access``: the Host names answered, the token and /docs (default: loopback names, no token, no docs).
+    """
+    limits, access = limits or ServeLimits(), access or Access()
+    # /docs loads its assets from a CDN: off unless asked for (and the schema with it).
+    app = FastAPI(title="littune", docs_url="/docs" if access.docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if access.docs else None)
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + limits.form_overhead_bytes)
-    thumbs = Thumbnails(index.paths, limits) if index is not None else None
+    app.add_middleware(Admission, limits=limits)
+    app.add_middleware(Guard, access=access)  # added last: runs first
+    budget = app.state.pixel_budget = PixelBudget(limits.pixel_budget, limits.queue_timeout_s)
+    # Decode uploads no larger than the model needs, with a margin for its own antialiased resize.
+    upload_side = max(limits.decode_side, 2 * lit.model.image.preprocess.resize_size)
+    thumbs = Thumbnails(index.paths, limits, budget) if index is not None else None
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError):
-        return _error(e.status, e.message, e.field)
+        return _error(e.status, e.message, e.field, e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError):
@@ -158,7 +183,7 @@ def create_app(lit, index=None, limits: ServeLimits | None = None) -> FastAPI:
             raise ApiError(413, "image", f"image: larger than the limit of {limits.max_upload_bytes} bytes")
         name = image.filename or "upload"
         try:
-            pil = load_image(data, max_pixels=limits.max_pixels, name=name)
+            pil = decode(data, limits, budget, name, upload_side)
         except BadImage as e:
             if e.reason == BOMB:
                 raise ApiError(413, "image", f"image: {name} has more pixels than the limit of "

@@ -1,4 +1,10 @@
-"""What the web app accepts, and an ASGI middleware that refuses an oversized body before reading it."""
+"""What the web app accepts, and an ASGI middleware that refuses an oversized body before reading it.
+
+Resident memory of a server is bounded by these numbers (README, "The server's limits"): at most
+``max_active`` requests run at once, each holding one upload (``max_upload_bytes``), and at most
+``pixel_budget`` pixels are being decoded at once over all of them; up to ``max_queue`` more
+requests wait without their bodies being read, and any beyond get 503 JSON with Retry-After.
+"""
 from __future__ import annotations
 
 import json
@@ -16,7 +22,23 @@ class ServeLimits:
     max_k: int = 100
     thumb_px: int = 256
     thumb_cache: int = 512  # thumbnails kept in memory (~10 KB each)
-    max_concurrency: int = 64  # open connections; uvicorn answers 503 beyond it
+    max_active: int = 8  # requests running at once (inference is serialised by the model's lock anyway)
+    max_queue: int = 120  # requests waiting for a slot, bodies unread (<= 64 KB each); beyond: 503 JSON at once
+    queue_timeout_s: float = 30.0  # a request that waited this long for a slot (or for pixels) gets 503
+    retry_after_s: int = 2  # the Retry-After header of a 503
+    pixel_budget: int = 48_000_000  # pixels decoded at once over all requests (>= max_pixels)
+    decode_side: int = 512  # uploads are decoded with the shorter side no smaller than this (JPEG draft)
+
+    def __post_init__(self):
+        for key in ("max_upload_bytes", "max_pixels", "max_labels", "max_k", "max_active", "pixel_budget",
+                    "decode_side", "thumb_px"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"serve limits: {key} must be >= 1, got {getattr(self, key)}")
+        if self.max_queue < 0 or not self.queue_timeout_s > 0:
+            raise ValueError("serve limits: max_queue must be >= 0 and queue_timeout_s > 0")
+        if self.pixel_budget < self.max_pixels:
+            raise ValueError(f"serve limits: pixel_budget ({self.pixel_budget}) is below max_pixels "
+                             f"({self.max_pixels}): the largest accepted image could never be decoded")
 
 
 class BodyTooLarge(Exception):
@@ -58,7 +80,14 @@ class BodyLimit:
 
 
 async def _reject(send, limit: int) -> None:
-    body = json.dumps({"error": f"request body larger than the limit of {limit} bytes", "field": "image"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send_json(send, 413, f"request body larger than the limit of {limit} bytes", "image")
+
+
+async def send_json(send, status: int, error: str, field: str | None, headers: dict | None = None) -> None:
+    """An ``{"error", "field"}`` answer from an ASGI middleware (the app's own errors look the same)."""
+    body = json.dumps({"error": error, "field": field}).encode()
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                + extra})
     await send({"type": "http.response.body", "body": body})

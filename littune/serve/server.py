@@ -1,11 +1,16 @@
-"""``littune serve``: load the model (and index) once, bound the threads, run uvicorn."""
+"""``littune serve``: load the model (and index) once, bound the threads and memory, run uvicorn."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from pathlib import Path
 
 from .app import create_app
+from .guard import Access
 from .limits import ServeLimits
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
 
 def bound_threads(threads: int | None) -> int:
@@ -24,23 +29,41 @@ def bound_threads(threads: int | None) -> int:
     return n
 
 
+def return_freed_memory(threshold: int = 1 << 20) -> bool:
+    """Make glibc give big freed buffers (decoded images) back to the system.
+
+    glibc raises its mmap threshold to the size of each big block freed (up to 32 MB), after which
+    Pillow's 16 MB image blocks come from the heap and a burst of large uploads leaves the
+    process at its peak size for good. A fixed threshold keeps them mmapped: freed is returned.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).mallopt(M_MMAP_THRESHOLD, threshold)) if name else False
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+
+
 def build_app(model: str | Path, index: str | Path | None = None, limits: ServeLimits | None = None,
-              device: str = "auto"):
+              device: str = "auto", access: Access | None = None):
     from ..infer import load
 
     lit = load(model, device=device)
-    return create_app(lit, lit.open_index(index) if index else None, limits), lit
+    return create_app(lit, lit.open_index(index) if index else None, limits, access), lit
 
 
 def serve(model: str | Path, index: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           threads: int | None = None, limits: ServeLimits | None = None, log_level: str = "warning",
-          device: str = "auto") -> None:
+          device: str = "auto", access: Access | None = None) -> None:
+    """Serve until interrupted. ``access`` defaults to ``Access.for_bind(host)`` (refused off loopback)."""
     import uvicorn
 
     limits = limits or ServeLimits()
+    access = access or Access.for_bind(host)
     n = bound_threads(threads)
-    app, lit = build_app(model, index, limits, device)
-    print(f"littune serve: http://{host}:{port}/  (model {lit.source}, {n} threads"
+    return_freed_memory()
+    app, lit = build_app(model, index, limits, device, access)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    print(f"littune serve: {url}{'#token=TOKEN' if access.token else ''}  (model {lit.source}, {n} threads"
           + (f", index {index}" if index else ", no index: search is off") + ")", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1,
-                limit_concurrency=limits.max_concurrency, server_header=False)
+    # No limit_concurrency: uvicorn's own 503 is plain text; Admission answers overload in JSON.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1, server_header=False)

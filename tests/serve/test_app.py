@@ -17,7 +17,8 @@ LIMITS = ServeLimits(max_upload_bytes=200_000, max_pixels=1_000_000, max_labels=
 
 @pytest.fixture(scope="module")
 def client(serve_lit, serve_index):
-    with TestClient(create_app(serve_lit, serve_index, LIMITS), raise_server_exceptions=False) as c:
+    with TestClient(create_app(serve_lit, serve_index, LIMITS), base_url="http://localhost",
+                    raise_server_exceptions=False) as c:
         yield c
 
 
@@ -127,7 +128,7 @@ def test_oversized_body_is_refused_before_it_is_read(client):
 
 
 def test_without_an_index_search_says_so(serve_lit):
-    with TestClient(create_app(serve_lit, None)) as c:
+    with TestClient(create_app(serve_lit, None), base_url="http://localhost") as c:
         r = c.get("/api/search", params={"q": "red"})
         assert r.status_code == 404 and "--index" in r.json()["error"]
         assert c.get("/thumb/0").status_code == 404
@@ -140,3 +141,32 @@ def test_thumbnails_only_by_position(client, serve_index):
     for bad in (f"/thumb/{n}", "/thumb/-1", "/thumb/1.5", "/thumb/abc", "/thumb/", "/thumb/0x1"):
         r = client.get(bad)
         assert r.status_code in (400, 404), (bad, r.status_code)
+
+
+def test_a_big_photo_is_classified_from_a_reduced_decode_nearly_as_in_full(client, serve_lit, tiny_lit_run):
+    """A 2400 x 1800 JPEG (a scaled-up test image): decoded at 1/2 in draft mode, same ranking as in full."""
+    small = Image.open(tiny_lit_run["images"][5]).convert("RGB")
+    buf = io.BytesIO()
+    small.resize((2400, 1800), Image.BICUBIC).save(buf, format="JPEG", quality=92)
+    big = buf.getvalue()
+    limits = ServeLimits(max_upload_bytes=len(big) + 1, max_pixels=5_000_000)
+    with TestClient(create_app(serve_lit, None, limits), base_url="http://localhost") as c:
+        r = c.post("/api/classify", files={"image": ("big.jpg", big, "image/jpeg")}, data={"labels": LABELS})
+    assert r.status_code == 200, r.text
+    full = serve_lit.classify(big, LABELS)[0]  # the Python API decodes in full
+    got = {x["label"]: x["probability"] for x in r.json()["ranked"]}
+    assert list(got) == list(full)
+    print("largest difference:", max(abs(got[k] - full[k]) for k in full))
+    assert got == pytest.approx(full, abs=0.01)
+
+
+def test_no_decoding_budget_left_is_503_with_retry_after_not_a_bad_image(serve_lit, tiny_lit_run):
+    limits = ServeLimits(max_pixels=1_000_000, pixel_budget=1_000_000, queue_timeout_s=0.2, retry_after_s=3)
+    app = create_app(serve_lit, None, limits)
+    image = tiny_lit_run["images"][0].read_bytes()
+    with TestClient(app, base_url="http://localhost") as c:
+        with app.state.pixel_budget.hold(1_000_000):  # other requests are decoding: nothing left
+            r = _classify(c, image)
+        assert r.status_code == 503 and r.headers["retry-after"] == "3", r.text
+        assert r.json()["field"] == "image" and "busy" in r.json()["error"]
+        assert _classify(c, image).status_code == 200  # budget back: answered

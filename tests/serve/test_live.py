@@ -92,7 +92,7 @@ def test_32_concurrent_requests_all_correct_and_memory_flat(live_server, serve_l
     assert (rss[-1] - rss[-3]) / 2**20 < 8, [round(r / 2**20, 1) for r in rss]
 
 
-def test_browser_uploads_classifies_and_searches(live_server, serve_lit, serve_index, tiny_lit_run, tmp_path):
+def _browser_or_skip():
     from littune.serve.screenshot import find_chromium
 
     if find_chromium() is None:
@@ -100,10 +100,14 @@ def test_browser_uploads_classifies_and_searches(live_server, serve_lit, serve_i
             pytest.fail("chromium is missing in CI: `make install` installs Debian's chromium")
         pytest.skip("no /usr/bin/chromium (apt-get install chromium, or run `make install` as root)")
     pytest.importorskip("playwright", reason="pip install playwright (in the dev extra)")
+
+
+def _drive_and_check(url: str, serve_lit, serve_index, tiny_lit_run, out_dir: Path) -> dict:
+    """Classify and search on the page at ``url``; checks the bars and thumbnails against the API."""
     from littune.serve.screenshot import drive_page
 
     image, labels, query = tiny_lit_run["images"][2], "red above yellow, blue above green, white above black", "red above yellow"
-    shown = drive_page(live_server["url"] + "/", image, labels, query, k=5, out_dir=tmp_path / "shots")
+    shown = drive_page(url, image, labels, query, k=5, out_dir=out_dir)
     assert shown["errors"] == []
     expected = serve_lit.classify(image, labels)[0]
     assert [b["label"] for b in shown["bars"]] == list(expected)
@@ -113,11 +117,31 @@ def test_browser_uploads_classifies_and_searches(live_server, serve_lit, serve_i
     assert shown["top"].startswith(f"top: {next(iter(expected))}")
     hits = serve_index.search(query, k=5)
     assert [t["key"] for t in shown["thumbs"]] == [h.key for h in hits]
-    assert [t["src"] for t in shown["thumbs"]] == [f"/thumb/{h.position}" for h in hits]
     assert all(t["width"] > 0 for t in shown["thumbs"])  # every thumbnail decoded in the browser
     assert [t["score"] for t in shown["thumbs"]] == pytest.approx([h.score for h in hits], abs=6e-4)
+    shown["hits"] = hits
+    return shown
+
+
+def test_browser_uploads_classifies_and_searches(live_server, serve_lit, serve_index, tiny_lit_run, tmp_path):
+    _browser_or_skip()
+    shown = _drive_and_check(live_server["url"] + "/", serve_lit, serve_index, tiny_lit_run, tmp_path / "shots")
+    assert [t["src"] for t in shown["thumbs"]] == [f"/thumb/{h.position}" for h in shown["hits"]]
     ARTIFACTS.mkdir(exist_ok=True)
     for name, path in shown["screenshots"].items():
         assert Path(path).stat().st_size > 5_000
         shutil.copy(path, ARTIFACTS / Path(path).name)
     print(f"browser screenshots: {ARTIFACTS / 'serve_screenshot.png'} (and serve_classify.png, serve_search.png)")
+
+
+def test_browser_page_sends_the_token_from_its_url_fragment(serve_lit, serve_index, tiny_lit_run, tmp_path):
+    """`--token`: the page opened at /#token=T classifies, searches and shows thumbnails (fetched with it)."""
+    from tests.serve.live import start_server
+
+    _browser_or_skip()
+    token = "page-token-98765"
+    with start_server(tiny_lit_run["run"], "--index", str(serve_index.folder), "--token", token,
+                      ready_headers={"authorization": f"Bearer {token}"}) as server:
+        shown = _drive_and_check(f"{server['url']}/#token={token}", serve_lit, serve_index, tiny_lit_run,
+                                 tmp_path / "shots")
+    assert all(t["src"].startswith("blob:") for t in shown["thumbs"])  # an <img> cannot send the header

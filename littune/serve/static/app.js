@@ -2,6 +2,15 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 let chosen = null; // the File to classify
+// A server started with --token: open http://HOST:PORT/#token=TOKEN (a fragment never reaches the
+// server or its logs). The token is kept for this tab only and sent as a bearer header.
+const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromHash) {
+  sessionStorage.setItem("littune-token", fromHash);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+const token = sessionStorage.getItem("littune-token");
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 
 function showError(id, message) {
   const box = $(id);
@@ -9,8 +18,8 @@ function showError(id, message) {
   box.hidden = !message;
 }
 
-async function api(url, options) {
-  const res = await fetch(url, options);
+async function api(url, options = {}) {
+  const res = await fetch(url, { ...options, headers: { ...auth, ...(options.headers || {}) } });
   let body = null;
   try { body = await res.json(); } catch (_) { /* not JSON */ }
   if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
@@ -95,7 +104,11 @@ function renderGrid(results) {
     const fig = document.createElement("figure");
     fig.className = "thumb";
     const img = document.createElement("img");
-    img.src = r.thumbnail;
+    if (token) { // an <img> cannot send a header: fetch the thumbnail and show it from memory
+      fetch(r.thumbnail, { headers: auth }).then((t) => t.blob()).then((b) => { img.src = URL.createObjectURL(b); });
+    } else {
+      img.src = r.thumbnail;
+    }
     img.alt = r.key;
     const cap = document.createElement("figcaption");
     const key = document.createElement("span");

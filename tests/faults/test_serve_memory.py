@@ -1,0 +1,90 @@
+"""Ten 36-megapixel PNGs at once (35 KB each on the wire): the server's memory stays within its stated bound.
+
+Before: each upload was decoded in full at the same time (10 x 144 MB) and the freed heap stayed
+resident (1.6 -> 3.6 GB, then 3.2 GB). Now the pixel budget lets one such image decode at a time,
+it is reduced right after decoding, and freed buffers go back to the system.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from PIL import Image
+
+from littune.serve import ServeLimits
+from tests.serve.live import start_server
+
+pytestmark = pytest.mark.xdist_group("serve_memory")  # measures one process's memory: keep it alone
+MIB = 2 ** 20
+
+
+def memory_bound(limits: ServeLimits) -> int:
+    """The README's bound on what requests add to a server's resident memory (bytes).
+
+    Pixels being decoded (the budget) at up to 9 bytes each (a palette with transparency; RGB: 4),
+    one upload held by every running request, 64 KiB of unread body per waiting one (uvicorn's
+    high-water mark), and 64 MiB for everything else (threads, buffers).
+    """
+    return limits.pixel_budget * 9 + limits.max_active * (limits.max_upload_bytes + limits.form_overhead_bytes) \
+        + limits.max_queue * 64 * 1024 + 64 * MIB
+
+
+@pytest.fixture(scope="module")
+def big_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (40, 160, 90)).save(buf, format="PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def _watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    import psutil
+
+    proc = psutil.Process(pid)
+    while not stop.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        time.sleep(0.005)
+
+
+def test_ten_big_pngs_at_once_stay_within_the_memory_bound(tiny_lit_run, big_png):
+    import httpx
+    import psutil
+
+    assert len(big_png) < 200_000  # tiny on the wire, 36 MP (144 MB) decoded
+    limits = ServeLimits()
+    with start_server(tiny_lit_run["run"]) as server:
+        rss = psutil.Process(server["proc"].pid).memory_info().rss
+        url = server["url"]
+        with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=10)) as client:
+            # warm: one small request so lazy imports and the label cache are not counted
+            small = io.BytesIO()
+            Image.new("RGB", (64, 64)).save(small, format="PNG")
+            client.post(f"{url}/api/classify", files={"image": ("s.png", small.getvalue())},
+                        data={"labels": "red,blue"}).raise_for_status()
+            base = psutil.Process(server["proc"].pid).memory_info().rss
+            stop, peak = threading.Event(), [base]
+            watcher = threading.Thread(target=_watch, args=(server["proc"].pid, stop, peak))
+            watcher.start()
+            barrier = threading.Barrier(10)
+
+            def one(i: int):
+                barrier.wait(timeout=60)
+                return client.post(f"{url}/api/classify", files={"image": (f"big{i}.png", big_png, "image/png")},
+                                   data={"labels": "green field,red car"})
+
+            with ThreadPoolExecutor(10) as pool:
+                answers = list(pool.map(one, range(10)))
+            stop.set()
+            watcher.join()
+            time.sleep(0.5)
+            after = psutil.Process(server["proc"].pid).memory_info().rss
+    for r in answers:
+        assert r.status_code == 200, r.text
+        assert r.json()["label"] in ("green field", "red car")
+    grew, kept = (peak[0] - base) / MIB, (after - base) / MIB
+    print(f"server RSS: start {rss / MIB:.0f} MiB, warm {base / MIB:.0f}, peak +{grew:.0f}, after +{kept:.0f} "
+          f"(bound +{memory_bound(limits) / MIB:.0f})")
+    assert peak[0] - base < memory_bound(limits), f"peak grew by {grew:.0f} MiB"
+    assert after - base < 100 * MIB, f"kept {kept:.0f} MiB after the burst"
