@@ -7,6 +7,7 @@ loss, with or without the local loss (tested with 2 real processes, every parame
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -72,16 +73,20 @@ def local_offset(local_batch: int) -> int:
     return rank() * local_batch
 
 
-def init_from_env() -> bool:
+def init_from_env(timeout_s: float | None = None) -> bool:
     """Initialise the process group when launched by torchrun: gloo for CPU tensors and, where
-    CUDA is available, NCCL for GPU tensors (one process per GPU, chosen by LOCAL_RANK)."""
+    CUDA is available, NCCL for GPU tensors (one process per GPU, chosen by LOCAL_RANK).
+
+    ``timeout_s`` bounds how long one collective waits for the other processes (torch's default: 30
+    minutes): past it the collective raises instead of hanging on a dead or stuck peer."""
     if "RANK" not in os.environ or is_distributed():
         return is_distributed()
+    kw = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("cpu:gloo,cuda:nccl")
+        dist.init_process_group("cpu:gloo,cuda:nccl", **kw)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", **kw)
     return True
 
 

@@ -16,13 +16,15 @@ def _train(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
+        from ..config import validate
         from ..train import load_config, to_yaml, train
 
         cfg = load_config(a.config, a.overrides)
         if a.print_config:
             print(to_yaml(cfg), end="")
             return 0
-        distributed.init_from_env()
+        validate(cfg)  # before the process group: it needs train.collective_timeout_s
+        distributed.init_from_env(timeout_s=cfg.train.collective_timeout_s)
         summary = train(cfg, resume=a.resume)
         if distributed.is_main():
             print(json.dumps({"run_dir": cfg.train.out_dir, **summary}))
