@@ -37,8 +37,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runners = {}
     for entry in COMMANDS.list():
-        runners[entry.name] = entry.factory(sub.add_parser(entry.name, help=entry.description,
-                                                            description=entry.description))
+        sp = sub.add_parser(entry.name, help=entry.description, description=entry.description)
+        # also after the command (`littune train ... --debug`); SUPPRESS keeps the global one when absent
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        runners[entry.name] = entry.factory(sp)
     return parser, runners
 
 

@@ -54,8 +54,9 @@ def save_checkpoint(run_dir: Path, step: int, model: LiTModel, optimizer, schedu
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         save_model(model, tmp)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(), **extra}, tmp / STATE_FILE)
+        with open(tmp / STATE_FILE, "wb") as f:  # a file object: a full disk then raises OSError (ENOSPC)
+            torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": rng_state(), **extra}, f)
         for name in RECORDS:
             if (run_dir / name).is_file():
                 shutil.copyfile(run_dir / name, tmp / name)

@@ -37,7 +37,7 @@ def load_run(path: str | Path, checkpoint: str | Path | None = None,
     run = Path(path)
     if not run.is_dir():
         raise FileNotFoundError(f"model directory not found: {run}")
-    if not is_run_dir(run):
+    if not (is_run_dir(run) or (checkpoint and (run / CONFIG_FILE).is_file())):  # a checkpoint of a run in progress
         raise ValueError(f"{run} is not a littune run or export: it needs {CONFIG_FILE} and {MODEL_FILE} "
                          "(made by `littune train`, `littune demo` or `littune export`)")
     if is_export(run):

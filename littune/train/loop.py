@@ -70,8 +70,8 @@ class Trainer:
         if not resume and latest_checkpoint(self.run_dir) is not None:
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another train.out_dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = check_resume(self.run_dir, cfg) if resume else None  # refuses settings that change training
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(t.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
 
