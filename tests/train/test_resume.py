@@ -1,7 +1,12 @@
-"""A training run killed after a checkpoint and resumed ends bit-identical to an uninterrupted run."""
+"""A training run killed after a checkpoint and resumed ends bit-identical to an uninterrupted run.
+
+The text tower has dropout, so the restored random state matters (resuming without it trains other
+weights, checked too), and the resumed run is shown to start at the checkpoint's step and to run
+only the steps after it (a restart from step 0 would also end equal: training is deterministic)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -11,6 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import littune.runs.checkpoints as checkpoints
+import littune.train.loop as loop
 from littune.cache import EmbedOptions, embed
 from littune.cli import main
 from littune.train import Trainer, load_config
@@ -33,7 +40,7 @@ def _overrides(run: Path, cache: Path, weights: Path, tokenizer: Path) -> list[s
     return model_overrides(weights, tokenizer=tokenizer) + [
         f"data.train_cache={cache}", f"train.out_dir={run}", f"train.steps={STEPS}", "train.batch_size=16",
         "train.log_every=1", f"train.ckpt_every={EVERY}", "train.keep_checkpoints=2", "train.progress=false",
-        "train.threads=1", "optim.warmup_steps=4", "optim.lr=2e-3"]
+        "train.threads=1", "optim.warmup_steps=4", "optim.lr=2e-3", "model.text.dropout=0.1"]
 
 
 def _rows(run: Path) -> list[dict]:
@@ -62,10 +69,23 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     assert stopped_at < STEPS and not (run_b / "summary.json").exists()
     assert not (run_b / "model.safetensors").exists()
 
+    no_rng = Path(shutil.copytree(run_b, tmp_path / "no_rng"))
+    ran = []  # the step index of every training step the resumed process runs
+    step = loop.Trainer.train_step
+
+    def counted(self, batch):
+        ran.append(self.step)
+        return step(self, batch)
+
     capsys.readouterr()
-    assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.Trainer, "train_step", counted)
+        assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume"]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert report["step"] == STEPS
+    assert ran == list(range(stopped_at, STEPS))  # started at the checkpoint, ran only what was left
+    resumes = json.loads((run_b / "resumes.json").read_text())["resumes"]
+    assert [r["step"] for r in resumes] == [stopped_at] and resumes[0]["changed"] == {}
 
     a, b = load_file(str(run_a / "model.safetensors")), load_file(str(run_b / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -80,6 +100,13 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
             assert ra[key] == rb[key], (ra["step"], key)
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run_a, run_b))
     assert sa["fingerprints"] == sb["fingerprints"]
+
+    # The restored random state matters: resumed without it, dropout draws other masks, other weights.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(checkpoints, "set_rng_state", lambda state: None)
+        assert main(["train", *_overrides(no_rng, cache, tower_weights, tokenizer_file), "--resume"]) == 0
+    c = load_file(str(no_rng / "model.safetensors"))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_new_run_into_a_folder_with_checkpoints_is_refused(tmp_path, cache, tower_weights, tokenizer_file, capsys):
