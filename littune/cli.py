@@ -74,10 +74,9 @@ def describe(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     import torch.distributed as dist
 
-    if hasattr(dist, "DistError") and isinstance(e, dist.DistError):
-        first = text.splitlines()[0][:300]
-        return (f"lost contact with another process of this run ({first})\n  another process or node stopped "
-                "or hung past train.collective_timeout_s: fix it, then resume every node with --resume")
+    if hasattr(dist, "DistError") and isinstance(e, dist.DistError):  # the rendezvous store, a collective
+        return (f"lost contact with another process of this run ({text.splitlines()[0][:300]})\n  a process "
+                "or node stopped or hung: start every one again (with --resume where it trains)")
     return text
 
 

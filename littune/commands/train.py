@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .base import command
 
@@ -25,7 +26,18 @@ def _train(p: argparse.ArgumentParser):
             return 0
         validate(cfg)  # before the process group: it needs train.collective_timeout_s
         distributed.init_from_env(timeout_s=cfg.train.collective_timeout_s)
-        summary = train(cfg, resume=a.resume)
+        try:
+            summary = train(cfg, resume=a.resume)
+        except Exception as e:
+            if not distributed.is_peer_failure(e):
+                raise
+            from ..runs import latest_checkpoint
+
+            last = latest_checkpoint(Path(cfg.train.out_dir))
+            raise distributed.PeerLost(
+                f"lost contact with another process of this run ({distributed.first_line(e)})\n  a process or "
+                f"node stopped, or hung longer than train.collective_timeout_s={cfg.train.collective_timeout_s:g}; "
+                f"last checkpoint: {last or 'none'}: start every node again with --resume") from e
         if distributed.is_main():
             print(json.dumps({"run_dir": cfg.train.out_dir, **summary}))
         return 0

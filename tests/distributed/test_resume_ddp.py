@@ -14,12 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from littune.cache import EmbedOptions, embed
 from littune.train import Trainer, load_config
 from littune.runs import list_checkpoints
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
-from tests.cache.tiny_data import _BOOT, load_tower, make_dataset, model_overrides, wait_for_file
+from tests.cache.tiny_data import _BOOT, make_cache, model_overrides, wait_for_file
 from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
 
 # Prepended to the CLI boot script: each process appends the index of every step it trains to
@@ -48,8 +47,7 @@ STEPS, EVERY, BATCH = 12, 4, 16  # global batch 16: 8 rows per process
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tower_weights, tokenizer_file):  # noqa: F811
     root = tmp_path_factory.mktemp("resume_ddp")
-    csv = make_dataset(root / "data", 40)
-    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
+    make_cache(root, 40, tower_weights)
     boot = root / "boot.py"
     boot.write_text(STEP_LOG + _BOOT)
 

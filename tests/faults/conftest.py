@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from littune.cache import EmbedOptions, embed
-
 from tests.cache.conftest import other_tower_weights, tokenizer_file, tower_weights  # noqa: F401  (fixtures)
-from tests.cache.tiny_data import load_tower, make_dataset, model_overrides
+from tests.cache.tiny_data import make_cache, model_overrides
 
 STEPS, EVERY = 6, 3
 
@@ -27,11 +25,9 @@ STEPS, EVERY = 6, 3
 @pytest.fixture(scope="session")
 def fault_data(tmp_path_factory, tower_weights) -> dict[str, Path]:  # noqa: F811
     root = tmp_path_factory.mktemp("fault_data")
-    csv = make_dataset(root / "data", 32)
-    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
-    other = make_dataset(root / "other", 32, seed=5)  # other pixels, same captions: another cache
-    embed(str(other), load_tower(tower_weights), root / "other_cache", EmbedOptions(num_workers=0, progress=False))
-    return {"root": root, "csv": csv, "cache": root / "cache", "other_cache": root / "other_cache"}
+    cache = make_cache(root, 32, tower_weights)
+    other = make_cache(root / "other", 32, tower_weights, seed=5)  # other pixels, same captions: another cache
+    return {"root": root, "csv": root / "data" / "data.csv", "cache": cache, "other_cache": other}
 
 
 def run_overrides(run: Path, data: dict, weights: Path, tokenizer: Path, *extra: str) -> list[str]:

@@ -2,11 +2,8 @@
 key and the fix; ``--debug`` or LITTUNE_DEBUG=1 adds the traceback; a bug still shows its traceback."""
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

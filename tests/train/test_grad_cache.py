@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import littune.train.step as step
-from littune.cache import EmbedOptions, embed
 from littune.heads import make_head
 from littune.losses import create_loss
 from littune.model import LiTModel
@@ -21,7 +20,7 @@ from littune.towers import create_image_tower, create_text_tower
 from littune.train import Trainer, load_config
 from littune.train.step import StepForward, grad_cache_step
 
-from tests.cache.tiny_data import load_tower, make_dataset, model_overrides
+from tests.cache.tiny_data import make_cache, model_overrides
 
 B = 10  # with chunks of 3 or 4: 3+3+3+1 and 4+4+2, the last chunk short
 
@@ -102,10 +101,7 @@ def test_without_the_replay_the_gradients_are_wrong(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, tower_weights) -> Path:
-    root = tmp_path_factory.mktemp("grad_cache_data")
-    csv = make_dataset(root / "data", 32)
-    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
-    return root / "cache"
+    return make_cache(tmp_path_factory.mktemp("grad_cache_data"), 32, tower_weights)
 
 
 def _train(tmp_path: Path, cache: Path, weights: Path, tokenizer: Path, name: str, *extra: str) -> dict:

@@ -18,22 +18,18 @@ from safetensors.torch import load_file
 
 import littune.runs.checkpoints as checkpoints
 import littune.train.loop as loop
-from littune.cache import EmbedOptions, embed
 from littune.cli import main
 from littune.train import Trainer, load_config
 from littune.runs import latest_checkpoint
 
-from tests.cache.tiny_data import cli_command, cli_env, load_tower, make_dataset, model_overrides, wait_for_file
+from tests.cache.tiny_data import cli_command, cli_env, make_cache, model_overrides, wait_for_file
 
 STEPS, EVERY = 24, 6
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, tower_weights) -> Path:
-    root = tmp_path_factory.mktemp("resume_data")
-    csv = make_dataset(root / "data", 40)
-    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
-    return root / "cache"
+    return make_cache(tmp_path_factory.mktemp("resume_data"), 40, tower_weights)
 
 
 def _overrides(run: Path, cache: Path, weights: Path, tokenizer: Path) -> list[str]:
