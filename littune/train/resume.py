@@ -26,11 +26,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ..cache.manifest import MANIFEST
 from ..config import ConfigError, ExperimentConfig, load_config
 from ..runs import latest_checkpoint
-from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, TOKENIZER_DIR
-
-RESUMES_FILE = "resumes.json"
+from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, RESUMES_FILE, TOKENIZER_DIR
 
 # Keys that cannot change the weights a run trains: allowed on resume, and recorded.
 FREE = ("name", "evals", "train.log_every", "train.eval_every", "train.progress", "train.threads", "train.device",
@@ -60,7 +59,7 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _free(key: str, judged_by_manifest: bool) -> bool:
-    return key in FREE or key.startswith("evals.") or (judged_by_manifest and key in CACHE_LOCATION)
+    return key in FREE or (judged_by_manifest and key in CACHE_LOCATION)
 
 
 def _show(v: Any) -> str:
@@ -79,7 +78,7 @@ class ResumeCheck:
         """The training cache must hold the data the checkpoint was trained on (same manifest)."""
         if self.recorded_manifest is None:
             return
-        now = json.loads((Path(cache_folder) / "manifest.json").read_text())
+        now = json.loads((Path(cache_folder) / MANIFEST).read_text())
         keys = sorted((set(now) | set(self.recorded_manifest)) - set(MANIFEST_FREE))
         diffs = [f"  cache_manifest.{k}: {_show(self.recorded_manifest.get(k))} (checkpoint) -> {_show(now.get(k))} "
                  f"(now, {cache_folder})" for k in keys if now.get(k) != self.recorded_manifest.get(k)]
