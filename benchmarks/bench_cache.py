@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, flickr8k_slice, print_json, print_table, timed  # noqa: E402
+from common import SHARED, flickr8k_slice, print_json, print_table, stage, timed  # noqa: E402
 
 
 def embed_rates(work: Path, n_images: int, batch: int) -> tuple[float, float]:
@@ -34,12 +34,14 @@ def embed_rates(work: Path, n_images: int, batch: int) -> tuple[float, float]:
     tower = create_image_tower("efficientnet_lite0")
     csv_path = flickr8k_slice(work, "train", n_images)
     x = torch.randn(batch, 3, 224, 224)
+    stage(f"bare tower forward, batch {batch}, best of 3")
     with torch.inference_mode():
         tower(x)  # warm-up
         fwd = timed(lambda: tower(x), repeat=3)
     forward_ips = batch / fwd
     out = work / "embed_bench"
     shutil.rmtree(out, ignore_errors=True)
+    stage(f"littune embed of {n_images} JPEGs")
     t0 = time.perf_counter()
     embed(str(csv_path), tower, out, EmbedOptions(batch_size=batch, progress=False))
     embed_ips = n_images / (time.perf_counter() - t0)
@@ -78,35 +80,53 @@ def text_only_time(tr, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few minutes: fewer images and steps")
-    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--work", default=None,
+                    help="scratch folder, kept afterwards (default: a temporary one, removed at the end)")
     a = ap.parse_args()
     if not (SHARED / "flickr8k").is_dir():
         sys.exit(f"needs {SHARED}/flickr8k (the shared data)")
-    work = Path(a.work or tempfile.mkdtemp(prefix="littune-bench-"))
-    n_img, steps, batch = (256, 3, 64) if a.quick else (1024, 8, 128)
+    from littune.progress import quiet_third_party_bars
+
+    quiet_third_party_bars()  # stage lines say what is happening; transformers' bars would only repeat it
+    if a.work:
+        run(Path(a.work), a.quick)
+        return
+    with tempfile.TemporaryDirectory(prefix="littune-bench-") as work:  # caches, runs: hundreds of MB
+        run(Path(work), a.quick)
+
+
+def run(work: Path, quick: bool) -> None:
+    n_img, steps, batch = (256, 3, 64) if quick else (1024, 8, 128)
+    stage(f"work folder {work}; {'quick' if quick else 'full'} run: {n_img} images, batch {batch}")
     train_csv = flickr8k_slice(work, "train", n_img)
     dev_csv = flickr8k_slice(work, "dev", 200)
 
     embed_ips, forward_ips = embed_rates(work, n_img, 64)
 
     base = [f"data.train={train_csv}", f"train.batch_size={batch}", "data.num_workers=1"]
+    stage(f"cached training steps (Lite0 + MiniLM; the first builds the training cache), {steps} steps")
     cached = trainer(work, "cached", base)
     t_cached = step_time(cached, steps)
+    stage("text-only steps on the same batch")
     t_text = text_only_time(cached, steps)
+    stage("live training steps (the locked tower runs every step)")
     live = trainer(work, "live", base + ["data.use_cache=false"])
     t_live = step_time(live, max(2, steps // 2))
 
     vit = ["model.image.name=timm:vit_base_patch16_224", "model.image.pretrained=false",
            "model.text.name=scratch", "model.text.lock=u"]
+    stage("ViT-B/16 + scratch: cached steps (embeds the images with the ViT first)")
     vit_cached = trainer(work, "vit_cached", base + vit)
     t_vit_cached = step_time(vit_cached, steps)
+    stage("ViT-B/16 + scratch: live steps")
     vit_live = trainer(work, "vit_live", base + vit + ["data.use_cache=false"])
     t_vit_live = step_time(vit_live, 2)
 
     # Quality parity: same seed and steps with and without the cache (same batches, same order).
-    q_steps = 10 if a.quick else 30
+    q_steps = 10 if quick else 30
     parity = {}
     for name, extra in (("cached", []), ("live", ["data.use_cache=false"])):
+        stage(f"quality parity, {name}: {q_steps} steps, then dev retrieval")
         tr = trainer(work, f"parity_{name}", base + [f"train.steps={q_steps}", f"data.dev={dev_csv}",
                                                       "optim.warmup_steps=3"] + extra)
         parity[name] = tr.fit()["dev"]["i2t_r1"]
@@ -129,9 +149,10 @@ def main() -> None:
         "images": n_img,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
-        "quick": a.quick,
+        "quick": quick,
     }
-    print_table(f"bench_cache ({'quick' if a.quick else 'full'}; batch {batch}, {n_img} images, "
+    stage("done")
+    print_table(f"bench_cache ({'quick' if quick else 'full'}; batch {batch}, {n_img} images, "
                 f"{torch.get_num_threads()} threads)", [
         ("embed images/s (JPEG -> cache)", f"{embed_ips:.1f}", ""),
         ("tower forward images/s (decoded tensors)", f"{forward_ips:.1f}", ""),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,14 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+_START = time.perf_counter()
+
+
+def stage(message: str) -> None:
+    """What a benchmark is doing now, with the time since it started (stderr: the table stays clean)."""
+    print(f"[{time.perf_counter() - _START:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def print_table(title: str, rows: list[tuple[str, str, str]]) -> None:

@@ -30,18 +30,39 @@ _OS_FIXES = {
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     from .commands import COMMANDS
+    from .commands.base import HelpFormatter
 
-    parser = argparse.ArgumentParser(prog="littune", description="LiT: Locked-image Text tuning")
+    parser = argparse.ArgumentParser(prog="littune", description="LiT: Locked-image Text tuning",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action=_Version, help="print littune's version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (also LITTUNE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runners = {}
     for entry in COMMANDS.list():
-        sp = sub.add_parser(entry.name, help=entry.description, description=entry.description)
+        sp = sub.add_parser(entry.name, help=entry.description, description=entry.description,
+                            formatter_class=HelpFormatter)
         # also after the command (`littune train ... --debug`); SUPPRESS keeps the global one when absent
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         runners[entry.name] = entry.factory(sp)
     return parser, runners
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version (read only when asked for)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("littune")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        print(f"littune {v}")
+        parser.exit()
 
 
 def _expected() -> tuple[type[BaseException], ...]:
@@ -56,11 +77,17 @@ def _expected() -> tuple[type[BaseException], ...]:
         types.append(SafetensorError)
     except ImportError:  # pragma: no cover - older safetensors
         pass
-    import torch.distributed as dist
-
-    if hasattr(dist, "DistError"):  # a peer process died or timed out (gloo / NCCL / the store)
-        types.append(dist.DistError)
+    dist_error = _dist_error()
+    if dist_error is not None:  # a peer process died or timed out (gloo / NCCL / the store)
+        types.append(dist_error)
     return tuple(types)
+
+
+def _dist_error() -> type[BaseException] | None:
+    """torch.distributed's error type, if torch is loaded at all (no torch, no collective failed:
+    an error in a command that never imports torch does not wait for it)."""
+    dist = sys.modules.get("torch.distributed")
+    return getattr(dist, "DistError", None)
 
 
 def describe(e: BaseException) -> str:
@@ -72,9 +99,8 @@ def describe(e: BaseException) -> str:
         fix = _OS_FIXES.get(e.errno)
         return f"{e.strerror}{': ' + where if where else ''}" + (f"\n  {fix}" if fix else "")
     text = str(e).strip() or type(e).__name__
-    import torch.distributed as dist
-
-    if hasattr(dist, "DistError") and isinstance(e, dist.DistError):  # the rendezvous store, a collective
+    dist_error = _dist_error()
+    if dist_error is not None and isinstance(e, dist_error):  # the rendezvous store, a collective
         return (f"lost contact with another process of this run ({text.splitlines()[0][:300]})\n  a process "
                 "or node stopped or hung: start every one again (with --resume where it trains)")
     return text

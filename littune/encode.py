@@ -12,28 +12,36 @@ import torch
 from .model import LiTModel
 
 
-@torch.no_grad()
 def encode_texts(model: LiTModel, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """(N,) strings -> (N, E) L2-normalised text embeddings."""
-    was_training = model.training
-    model.eval()
     device = model.logit_scale.device
-    out = [model.encode_text({k: v.to(device) for k, v in model.tokenize(list(texts[i:i + batch_size])).items()}).cpu()
-           for i in range(0, len(texts), batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, model.embed_dim)
+    texts = list(texts)
+    return _batched_eval(model, lambda sl: model.encode_text({k: v.to(device) for k, v in model.tokenize(texts[sl]).items()}),
+                         len(texts), batch_size)
 
 
 @torch.no_grad()
-def encode_features(model: LiTModel, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """(N, D_img) tower features (e.g. from the cache) -> (N, E) L2-normalised image embeddings."""
+def _batched_eval(model: LiTModel, encode, n: int, batch_size: int) -> torch.Tensor:
+    """``encode(slice) -> (b, E)`` over ``n`` rows in eval mode, concatenated on the CPU."""
     was_training = model.training
     model.eval()
-    device = model.logit_scale.device
-    out = [model.encode_image_features(features[i:i + batch_size].to(device)).cpu()
-           for i in range(0, len(features), batch_size)]
+    out = [encode(slice(i, i + batch_size)).cpu() for i in range(0, n, batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, model.embed_dim)
+
+
+def encode_features(model: LiTModel, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """(N, D_img) tower features (e.g. from the cache) -> (N, E) L2-normalised image embeddings."""
+    device = model.logit_scale.device
+    return _batched_eval(model, lambda sl: model.encode_image_features(features[sl].to(device)), len(features),
+                         batch_size)
+
+
+def encode_text_features(model: LiTModel, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """(N, D_txt) text tower features (e.g. from a text cache) -> (N, E) L2-normalised text embeddings."""
+    device = model.logit_scale.device
+    return _batched_eval(model, lambda sl: model.encode_text_features(features[sl].to(device)), len(features),
+                         batch_size)
 
 
 def _device(module: torch.nn.Module) -> torch.device:

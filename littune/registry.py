@@ -3,10 +3,16 @@
 A registry maps a family name to a factory. Names may carry an argument after a colon
 (``timm:resnet50``, ``hf:./my-vit``): the part before the colon picks the factory and the rest is
 passed to it as ``spec``. A name with no colon must match an entry exactly.
+
+An entry is registered with a decorator on its factory, or declared by the factory's import path
+(``reg.declare("efficientnet_lite0", "littune.towers.image_timm:efficientnet_lite0", ...)``): listing
+declared entries imports nothing, and the module is imported the first time one is created, so
+``littune towers`` answers without torch.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
@@ -16,10 +22,17 @@ T = TypeVar("T")
 @dataclass
 class Entry(Generic[T]):
     name: str
-    factory: Callable[..., T]
+    target: Callable[..., T] | str  # the factory, or its import path "package.module:function"
     description: str = ""
     takes_spec: bool = False  # True for families such as ``timm:<model>``
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def factory(self) -> Callable[..., T]:
+        if isinstance(self.target, str):  # a declared entry: import its module now
+            module, _, attr = self.target.partition(":")
+            self.target = getattr(importlib.import_module(module), attr)
+        return self.target
 
     @property
     def display_name(self) -> str:
@@ -35,12 +48,20 @@ class Registry(Generic[T]):
 
     def register(self, name: str, *, description: str = "", takes_spec: bool = False, **info: Any):
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._entries:
-                raise KeyError(f"{self.kind} '{name}' is registered twice")
-            self._entries[name] = Entry(name, factory, description, takes_spec, info)
+            self._add(Entry(name, factory, description, takes_spec, info))
             return factory
 
         return deco
+
+    def declare(self, name: str, target: str, *, description: str = "", takes_spec: bool = False,
+                **info: Any) -> None:
+        """Register the factory at import path ``target`` ("package.module:function") without importing it."""
+        self._add(Entry(name, target, description, takes_spec, info))
+
+    def _add(self, entry: Entry[T]) -> None:
+        if entry.name in self._entries:
+            raise KeyError(f"{self.kind} '{entry.name}' is registered twice")
+        self._entries[entry.name] = entry
 
     def resolve(self, name: str) -> tuple[Entry[T], str | None]:
         """The entry for ``name`` and the spec after its colon (None when there is none)."""

@@ -1,11 +1,15 @@
-"""The locked-image embedding cache: write once with the locked tower, read many times."""
-from .items import ImageItem, group_records, load_items
-from .manifest import CacheMismatch, Manifest
-from .reader import EmbeddingCache
-from .writer import EmbedOptions, embed_items
-from .api import embed, ensure_cache
-from .naming import auto_cache_dir, canonical_spec, default_cache_root
+"""The locked-image embedding cache: write once with the locked tower, read many times.
 
-__all__ = ["ImageItem", "group_records", "load_items", "CacheMismatch", "Manifest", "EmbeddingCache",
-           "EmbedOptions", "embed_items", "embed", "ensure_cache", "default_cache_root", "auto_cache_dir",
-           "canonical_spec"]
+Names are imported on first use (``littune.lazy``): the CLI reads ``EmbedOptions`` without torch.
+"""
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".items": ["ImageItem", "group_records", "load_items"],
+    ".manifest": ["CacheMismatch", "Manifest"],
+    ".reader": ["EmbeddingCache"],
+    ".options": ["EmbedOptions"],
+    ".writer": ["embed_items"],
+    ".api": ["embed", "ensure_cache"],
+    ".naming": ["default_cache_root", "auto_cache_dir", "canonical_spec"],
+})

@@ -36,6 +36,7 @@ class Manifest:
     shards: list[dict[str, Any]] = field(default_factory=list)  # {"index", "count", "start", "end"}
     complete: bool = False
     world_size: int = 1
+    engine: str = ""  # what ran the tower (torch, openvino, onnx, torch-cuda): engines agree to cosine 0.999
     format_version: int = FORMAT_VERSION
 
     @property

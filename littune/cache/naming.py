@@ -1,4 +1,4 @@
-"""Where automatic caches live: one folder per (data set, tower, weights, views).
+"""Where automatic caches live: one folder per (data set, tower, weights, preprocessing, views).
 
 A changed tower or other weights never reuse a cache; the same data reached from another working
 folder does (local paths are made absolute before naming).
@@ -37,7 +37,8 @@ def auto_cache_dir(root: str | None, spec: str, tower: ImageTower, views: int) -
     """One folder per (data set, tower, weights, views): a changed tower never reuses a cache."""
     spec = canonical_spec(spec)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_")[-60:]
-    digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{views}".encode()).hexdigest()[:10]
+    pre = sorted(tower.preprocess.to_dict().items())
+    digest = hashlib.sha1(f"{spec}|{tower.name}|{tower.fingerprint()}|{pre}|{views}".encode()).hexdigest()[:10]
     return Path(root or default_cache_root()) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"
 
 

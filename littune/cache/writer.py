@@ -13,7 +13,6 @@ Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manife
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,22 +23,11 @@ from tqdm.auto import tqdm
 
 from .. import distributed as dist_utils
 from ..data.decode import DecodeDataset, collate_decoded
-from ..data.images import DEFAULT_MAX_PIXELS, BadInputLog
+from ..data.images import BadInputLog
 from ..towers import ImageTower
 from .items import ImageItem
 from .manifest import CacheMismatch, Manifest
-
-
-@dataclass
-class EmbedOptions:
-    shard_size: int = 10_000
-    dtype: str = "float16"
-    views: int = 0  # augmented views per image, besides the plain eval view
-    batch_size: int = 64
-    num_workers: int | None = None  # None: one per spare core (at least 1)
-    seed: int = 0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    progress: bool = True
+from .options import EmbedOptions
 
 
 def save_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -71,27 +59,57 @@ def _write_metadata(path: Path, items: list[ImageItem]) -> None:
     save_atomic(path, lambda p: pq.write_table(table, p))
 
 
-@torch.inference_mode()
-def _embed_shard(tower: ImageTower, items: list[ImageItem], offset: int, opts: EmbedOptions,
-                 bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
+def _uint8_path(tower: ImageTower) -> bool:
+    """Whether the tower's preprocessing splits into uint8 resizing and a normalisation (littune's own does)."""
+    return hasattr(tower.preprocess, "pil_transform") and hasattr(tower.preprocess, "normalize")
+
+
+def _runner(tower: ImageTower, opts: EmbedOptions) -> tuple[Callable[[torch.Tensor], np.ndarray], str]:
+    """uint8 pixels (B, 3, H, W) -> features (B, D) float32, and the engine's name. A tower on a GPU
+    runs there under torch; on the CPU the chosen engine (towers/engine.py) runs it. A preprocessing
+    with float transforms only gets float pixels and runs under torch."""
+    device = next(tower.parameters()).device
+    if not _uint8_path(tower):  # a preprocessing only offered as float transforms (open_clip's own)
+        def as_is(x: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return tower(x.to(device)).float().cpu().numpy()
+        return as_is, f"torch-{device.type}"
+    if device.type != "cpu":
+        def on_device(x: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return tower(tower.preprocess.normalize(x).to(device)).float().cpu().numpy()
+        return on_device, f"torch-{device.type}"
+    from ..towers.engine import image_engine
+
+    engine = image_engine(tower, opts.engine, threads=opts.threads or torch.get_num_threads())
+    return (lambda x: engine(x.numpy())), engine.name
+
+
+def _embed_shard(run: Callable[[torch.Tensor], np.ndarray], tower: ImageTower, items: list[ImageItem], offset: int,
+                 opts: EmbedOptions, bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list]:
+    pre = tower.preprocess
+    uint8 = _uint8_path(tower)
     ds = DecodeDataset([it.image for it in items], names=[it.key for it in items],
-                       transform=tower.preprocess.transform(), view_transform=tower.preprocess.train_transform(),
+                       transform=pre.pil_transform() if uint8 else pre.transform(),
+                       view_transform=pre.pil_train_transform() if uint8 else pre.train_transform(),
                        views=opts.views, seed=opts.seed, offset=offset, max_pixels=opts.max_pixels)
     workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    # A generator of its own: iterating a DataLoader must not draw from the global RNG (training
+    # after an embedding would otherwise depend on whether the cache already existed).
     loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=collate_decoded,
-                        prefetch_factor=4 if workers else None, persistent_workers=False)
+                        prefetch_factor=4 if workers else None, persistent_workers=False,
+                        generator=torch.Generator().manual_seed(opts.seed))
     kept, embs, view_embs, bad = [], [], [], []
     np_dtype = np.dtype(opts.dtype)
-    device = next(tower.parameters()).device
     for idx, x, b in loader:
         bad += b
         if idx:
             B, V1 = x.shape[:2]
-            feats = tower(x.flatten(0, 1).to(device)).float().cpu().view(B, V1, -1)  # (B, 1+V, D)
+            feats = run(x.flatten(0, 1)).reshape(B, V1, -1)  # uint8 (B*(1+V), 3, H, W) -> (B, 1+V, D)
             kept += idx
-            embs.append(feats[:, 0].numpy().astype(np_dtype))
+            embs.append(feats[:, 0].astype(np_dtype))
             if opts.views:
-                view_embs.append(feats[:, 1:].numpy().astype(np_dtype))
+                view_embs.append(feats[:, 1:].astype(np_dtype))
         if bar is not None:
             bar.update(len(idx) + len(b))
     D = tower.embed_dim
@@ -113,16 +131,19 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
                         views=opts.views, n_items=len(items), n_captions=sum(len(i.captions) for i in items),
                         world_size=world)
     _check_resumable(out, manifest)
+    previous_engine = _previous_engine(out)
     if rank == 0:
         manifest.write(out)  # incomplete until the end; records what the shards are made with
     mine = [k for k in range(manifest.n_shards) if k % world == rank and not shard_done(out, k)]
+    run, engine = _runner(tower, opts) if mine else (None, "")
+    manifest.engine = engine or previous_engine
     todo = sum(len(items[k * opts.shard_size:(k + 1) * opts.shard_size]) for k in mine)
     bar = tqdm(total=todo, unit="img", desc=f"embed {tower.name}" + (f" [rank {rank}]" if world > 1 else ""),
                disable=not opts.progress, dynamic_ncols=True)
     for k in mine:
         start = k * opts.shard_size
         shard = items[start:start + opts.shard_size]
-        kept, emb, views, bad = _embed_shard(tower, shard, start, opts, bar)
+        kept, emb, views, bad = _embed_shard(run, tower, shard, start, opts, bar)
         log = BadInputLog()
         for i, (reason, detail) in bad:
             log.add(shard[i].key, shard[i].image_path, reason, detail)
@@ -141,6 +162,13 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
     if world > 1:
         dist.barrier()
     return Manifest.read(out)
+
+
+def _previous_engine(out: Path) -> str:
+    try:
+        return Manifest.read(out).engine
+    except (FileNotFoundError, CacheMismatch):
+        return ""
 
 
 def _check_resumable(out: Path, manifest: Manifest) -> None:

@@ -1,16 +1,97 @@
 """The sub-command registry: ``@command(name, help)`` on a function that adds its arguments to a
-parser and returns its runner (``args -> exit code``). ``cli.py`` builds the parser from it."""
+parser and returns its runner (``args -> exit code``). ``cli.py`` builds the parser from it.
+
+The flags several commands share (``--model``, ``--json``, ``--no-progress``, ``--device``,
+``--cache``) are worded once here, and every option's help shows its default. Command modules
+import nothing heavy at the top: ``littune --help`` must not wait for torch.
+
+Output rule, the same for every command: a human-readable answer on stdout (a table, or one summary
+line for the long jobs embed, index and train); ``--json`` prints one JSON document on stdout and
+nothing else. Progress bars and warnings go to stderr; commands that run a long job draw bars
+unless ``--no-progress``, the others (classify, search, serve, export, towers) never do.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from typing import Callable
 
 from ..registry import Registry
 
 Runner = Callable[[argparse.Namespace], int]
-COMMANDS: Registry[Runner] = Registry("command")
+COMMANDS: Registry[Callable[[argparse.ArgumentParser], Runner]] = Registry("command")
+
+CACHE_ENV = "LITTUNE_CACHE_DIR"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless the help already names it or there is none
+    (a flag, or a default of None that the help explains in words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default is None
+                or action.default is argparse.SUPPRESS  # identity: a default of 0 is shown
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def command(name: str, help: str):
     """Register a sub-command: the function adds its arguments and returns its runner."""
-    return COMMANDS.register(name, description=help)
+    def deco(add: Callable[[argparse.ArgumentParser], Runner]):
+        def factory(p: argparse.ArgumentParser) -> Runner:
+            run = add(p)
+
+            def runner(a: argparse.Namespace) -> int:
+                if getattr(a, "no_progress", True):  # no --no-progress flag: the command draws no bars
+                    from ..progress import quiet_third_party_bars
+
+                    quiet_third_party_bars()
+                with warnings.catch_warnings():  # restores the default display afterwards
+                    warnings.showwarning = _warning_line(name, warnings.showwarning)
+                    return run(a)
+
+            return runner
+
+        COMMANDS.register(name, description=help)(factory)
+        return add
+
+    return deco
+
+
+def _warning_line(name: str, default: Callable) -> Callable:
+    """littune's own warnings as one line, ``littune CMD: warning: ...``; others as Python shows them."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("littune."):
+            print(f"littune {name}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def add_model(p: argparse.ArgumentParser, required: bool = True, what: str = "") -> None:
+    p.add_argument("--model", required=required, default=None, metavar="DIR",
+                   help=what or "a run directory (littune train/demo, e.g. runs/demo/latest) "
+                                "or a `littune export` folder")
+
+
+def add_json(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON document on stdout, and nothing else")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="draw no progress bars (littune's, transformers' or huggingface_hub's)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (the GPU when CUDA is available, else the CPU) | cpu | cuda[:N]")
+
+
+def add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help=f"root of the automatic embedding caches (default: ${CACHE_ENV}, else ~/.cache/littune)")

@@ -4,20 +4,23 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import command
+from .base import add_cache, add_json, add_progress, command
 
 
 @command("demo", "embed, LiT-train and evaluate on Flickr8k + TF-flowers (the main job)")
 def _demo(p: argparse.ArgumentParser):
-    p.add_argument("--data", default=None, help="folder with flickr8k/ and flowers/ (default ../shared/data, "
-                                                "else the public data sets are downloaded)")
-    p.add_argument("--out", default="runs/demo", help="where runs and reports go")
-    p.add_argument("--text", default="minilm", choices=["minilm", "scratch"], help="text tower")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="folder with flickr8k/ and flowers/ (default: ../shared/data beside the project, "
+                        "else the public data sets are downloaded to ~/.cache/littune/data)")
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="where runs go (OUT/latest points at the newest)")
+    p.add_argument("--text", default="minilm", choices=["minilm", "scratch"],
+                   help="text tower: pre-trained MiniLM, or a transformer trained from scratch")
     p.add_argument("--quick", action="store_true", help="a small slice of the data: a first look in minutes")
-    p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
-    p.add_argument("--cache", default=None, help="embedding cache root (default ~/.cache/littune)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps (default: the recipe's, 500; 40 with --quick)")
+    add_cache(p)
+    add_json(p, "one object with the results")
+    add_progress(p)
 
     def run(a: argparse.Namespace) -> int:
         from ..demo import DemoOptions, format_table, run_demo

@@ -4,32 +4,35 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cache.writer import EmbedOptions
-from .base import command
+from ..cache.options import EmbedOptions
+from .base import add_device, add_json, add_progress, command
 
 _D = EmbedOptions()  # the defaults live in the option dataclass; flags show them
 
 
 @command("embed", "embed a data set's images with the locked image tower (resumable cache)")
 def _embed(p: argparse.ArgumentParser):
-    p.add_argument("--data", required=True, help="csv/tsv/jsonl file, WebDataset shards, or flickr8k:DIR[:split]")
+    p.add_argument("--data", required=True,
+                   help="csv/tsv/jsonl file, WebDataset shards, flickr8k:DIR[:split] or folder:DIR")
     p.add_argument("--out", required=True, help="cache folder (re-run the same command to resume)")
-    p.add_argument("--tower", default="efficientnet_lite0", help="image tower registry name")
-    p.add_argument("--checkpoint", default=None, help="local weights file for the tower")
-    p.add_argument("--views", type=int, default=_D.views,
-                   help=f"augmented views per image besides the plain one (default {_D.views})")
-    p.add_argument("--dtype", choices=["float16", "float32"], default=_D.dtype,
-                   help=f"precision of the stored features (default {_D.dtype})")
+    p.add_argument("--tower", default="efficientnet_lite0", help="image tower registry name (see `littune towers`)")
+    p.add_argument("--checkpoint", default=None, help="local weights file for the tower (default: its own weights)")
+    p.add_argument("--views", type=int, default=_D.views, help="augmented views per image besides the plain one")
+    p.add_argument("--dtype", choices=["float16", "float32"], default=_D.dtype, help="precision of the stored features")
     p.add_argument("--shard-size", type=int, default=_D.shard_size,
-                   help=f"images per shard, the unit a killed run resumes from (default {_D.shard_size})")
-    p.add_argument("--batch-size", type=int, default=_D.batch_size,
-                   help=f"images per forward pass (default {_D.batch_size})")
-    p.add_argument("--workers", type=int, default=None, help="decoding workers (default: spare cores)")
-    p.add_argument("--image-col", default="image")
-    p.add_argument("--caption-col", default="caption")
-    p.add_argument("--root", default=None, help="folder that relative image paths start from")
-    p.add_argument("--device", default="auto", help="auto (GPU when CUDA is available) | cpu | cuda[:N]")
-    p.add_argument("--no-progress", action="store_true")
+                   help="images per shard, the unit a killed run resumes from")
+    p.add_argument("--batch-size", type=int, default=_D.batch_size, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=None, help="image decoding workers (default: the spare cores)")
+    p.add_argument("--image-col", default="image", help="column (csv/tsv) or key (jsonl) holding the image path")
+    p.add_argument("--caption-col", default="caption", help="column or key holding the caption")
+    p.add_argument("--root", default=None,
+                   help="folder that relative image paths start from (default: the data file's folder)")
+    p.add_argument("--engine", default=_D.engine, choices=["auto", "torch", "openvino", "onnx"],
+                   help="what runs the locked tower on the CPU (auto: OpenVINO where installed, else torch); "
+                        "engines agree to cosine 0.999, so their caches are interchangeable")
+    add_device(p)
+    add_json(p, "the cache's summary (out, count, n_items, n_bad, n_captions, tower, fingerprint)")
+    add_progress(p)
 
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
@@ -42,13 +45,17 @@ def _embed(p: argparse.ArgumentParser):
         if a.data.endswith((".csv", ".tsv", ".jsonl")):
             kwargs = {"image_col": a.image_col, "caption_col": a.caption_col, "root": a.root}
         opts = EmbedOptions(shard_size=a.shard_size, dtype=a.dtype, views=a.views, batch_size=a.batch_size,
-                            num_workers=a.workers, progress=not a.no_progress)
+                            num_workers=a.workers, progress=not a.no_progress, engine=a.engine)
         m = embed(a.data, tower, a.out, opts, **kwargs)
-        if distributed.is_main():
+        if not distributed.is_main():
+            return 0
+        if a.json:
             print(json.dumps({"out": a.out, "count": m.count, "n_items": m.n_items, "n_bad": m.n_bad,
                               "n_captions": m.n_captions, "tower": m.tower, "fingerprint": m.fingerprint}))
-            if m.n_bad:
-                print(f"skipped {m.n_bad} bad inputs, listed in {a.out}/bad_inputs.tsv")
+        else:
+            bad = f"; skipped {m.n_bad} bad inputs, listed in {a.out}/bad_inputs.tsv" if m.n_bad else ""
+            print(f"embedded {m.count} of {m.n_items} images ({m.n_captions} captions) with {m.tower} "
+                  f"into {a.out}{bad}")
         return 0
 
     return run

@@ -4,17 +4,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import command
+from .base import HelpFormatter, add_cache, add_device, add_json, add_model, add_progress, command
 
 _COUNTS = ("n", "n_skipped", "n_images", "n_texts", "best_C", "n_train", "n_test")  # printed after the metrics
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="run directory (littune train/demo) or export")
-    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--report", default=None, metavar="DIR", help="write report.md and plots here")
-    p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache root (default ~/.cache/littune)")
-    p.add_argument("--no-progress", action="store_true")
+    add_model(p, what="a run directory (littune train/demo, e.g. runs/demo/latest), a `littune export` folder, "
+                       "or an open_clip folder (local-dir:DIR)")
+    add_json(p, "the metrics")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write report.md and its plots into DIR (default: no report)")
+    add_cache(p)
+    add_device(p)
+    add_progress(p)
 
 
 def _print(kind: str, metrics: dict, scalars: tuple[str, ...], as_json: bool) -> None:
@@ -36,34 +39,61 @@ def _options(a: argparse.Namespace) -> dict:
     if a.kind == "zeroshot":
         return {"images": a.images, "classnames": a.classnames, "templates": a.templates}
     if a.kind == "retrieval":
-        return {"data": a.data, "split": a.split}
+        from ..evaluate.evaluators import split_or_default
+
+        return {"data": a.data, "split": split_or_default(a.data, a.split)}
     return {"train": a.train, "test": a.test}
+
+
+_DESCRIPTIONS = {
+    "zeroshot": "zero-shot classification of a folder with one sub-folder per class (ImageFolder layout): the "
+                "class names written into prompt templates are the classifier; reports top-1, mean per-class "
+                "accuracy, top-5 where there are more than 5 classes, and per-class accuracy",
+    "retrieval": "image-to-text and text-to-image Recall@1/5/10 on captioned data (every caption of an image "
+                 "counts as a hit)",
+    "probe": "linear probe: logistic regression on the locked image tower's features, fit on one labelled "
+             "folder and scored on another (what the image tower knows, independent of the text tower)",
+}
 
 
 @command("eval", "evaluate a trained model: zeroshot, retrieval or probe")
 def _eval(p: argparse.ArgumentParser):
+    from ..evaluate.templates import list_template_sets
+
     sub = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-    z = sub.add_parser("zeroshot", help="zero-shot classification of a folder with one sub-folder per class")
-    _common(z)
-    z.add_argument("--images", required=True, help="folder of class sub-folders")
-    z.add_argument("--classnames", default=None, help="file of 'folder,name' lines (default: folder names)")
-    z.add_argument("--templates", default="simple", help="template file (lines with {}) or a built-in set")
-    r = sub.add_parser("retrieval", help="image-text retrieval R@1/5/10")
-    _common(r)
-    r.add_argument("--data", required=True, help="flickr8k folder, flickr8k:DIR, csv/jsonl or WebDataset")
-    r.add_argument("--split", default="test", help="split for Flickr8k-style data (default test)")
-    pr = sub.add_parser("probe", help="linear probe on the locked image features")
-    _common(pr)
-    pr.add_argument("--train", required=True, help="labelled folder to fit on")
-    pr.add_argument("--test", required=True, help="labelled folder to score")
+
+    def kind(name: str, short: str) -> argparse.ArgumentParser:
+        k = sub.add_parser(name, help=short, description=_DESCRIPTIONS[name], formatter_class=HelpFormatter)
+        _common(k)
+        return k
+
+    z = kind("zeroshot", "zero-shot classification of a folder with one sub-folder per class")
+    z.add_argument("--images", required=True, metavar="DIR",
+                   help="folder of class sub-folders, e.g. flowers/test (not a folder of train/ and test/ splits)")
+    z.add_argument("--classnames", default=None, metavar="FILE",
+                   help="file of 'folder,name' lines (default: the folder names; ImageNet synsets get their names)")
+    z.add_argument("--templates", default="simple", metavar="SET_OR_FILE",
+                   help=f"prompt templates: a built-in set ({', '.join(list_template_sets())}) "
+                        "or a file of lines with {}; combine several with '+' (flowers+simple)")
+    r = kind("retrieval", "image-text retrieval R@1/5/10")
+    r.add_argument("--data", required=True,
+                   help="flickr8k:DIR[:split], a Flickr8k folder, csv/tsv/jsonl or WebDataset shards")
+    r.add_argument("--split", default=None, choices=["train", "dev", "test", "all"],
+                   help="split of Flickr8k-style data (default: the split --data names, else test); "
+                        "naming another split than --data does is an error")
+    pr = kind("probe", "linear probe on the locked image features")
+    pr.add_argument("--train", required=True, metavar="DIR", help="labelled folder (class sub-folders) to fit on")
+    pr.add_argument("--test", required=True, metavar="DIR", help="labelled folder with the same classes to score")
 
     def run(a: argparse.Namespace) -> int:
         from ..evaluate.suite import EvalSuite
         from ..evaluate.summary import build_report
-        from ..runs import load_run
+        from ..distributed import resolve_device
+        from ..infer.open_clip_model import load_model
 
         suite = EvalSuite.from_evals({a.kind: {"kind": a.kind, **_options(a)}}, a.cache, not a.no_progress)
-        model, _cfg = load_run(a.model)
+        model = load_model(a.model)  # open_clip folders run through the same evaluators
+        model = model.to(resolve_device(a.device))
         m = suite.run(model)[a.kind]
         _print(a.kind, m, suite.evals[a.kind].evaluator.scalars, a.json)
         if a.report:

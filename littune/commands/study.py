@@ -4,18 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import command
+from .base import add_json, add_progress, command
 
 
 @command("study", "train and evaluate a grid of settings at equal steps (configs/study/*.yaml); resumable")
 def _study(p: argparse.ArgumentParser):
     p.add_argument("--config", required=True, help="study YAML (see configs/study/)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides of the study, e.g. out_dir=runs/s2 'common=[train.steps=10]'")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides of the study, e.g. out_dir=runs/s2 'common=[train.steps=10]'")
     p.add_argument("--setting", action="append", default=None, metavar="NAME",
-                   help="run only this setting (repeatable): one process per setting, then --report")
-    p.add_argument("--report", action="store_true", help="only (re)write the report from the finished settings")
-    p.add_argument("--json", action="store_true", help="print the finished settings' results as JSON")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+                   help="run only this setting (repeatable): one process per setting, then --report "
+                        "(default: every setting, one after another)")
+    p.add_argument("--report", action="store_true",
+                   help="only (re)write the report from the finished settings; exit 2 when none has finished")
+    add_json(p, "the finished settings' results")
+    add_progress(p)
 
     def run(a: argparse.Namespace) -> int:
         from ..study import collect_results, load_study_config, run_study, write_study_report
@@ -24,9 +27,12 @@ def _study(p: argparse.ArgumentParser):
         study = load_study_config(a.config, a.overrides)
         if a.report:
             results = collect_results(study)
+            if not results:
+                raise FileNotFoundError(f"no setting of {a.config} has finished yet (none under {study.out_dir}): "
+                                        f"nothing to report; run `littune study --config {a.config}` first")
             write_study_report(study, results)
         else:
-            results = run_study(study, only=a.setting, progress=a.progress)
+            results = run_study(study, only=a.setting, progress=not a.no_progress)
         if a.json:
             print(json.dumps(results, indent=2))
         else:

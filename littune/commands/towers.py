@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import command
+from .base import add_json, command
 
 
 @command("towers", "list the registered image and text towers")
 def _towers(p: argparse.ArgumentParser):
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "the towers (image and text lists of name, embed_dim, description, preprocess)")
 
     def run(a: argparse.Namespace) -> int:
         from ..towers import list_image_towers, list_text_towers

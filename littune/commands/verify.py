@@ -5,13 +5,13 @@ import argparse
 import json
 import sys
 
-from .base import command
+from .base import add_json, command
 
 
 @command("verify", "check that a run, checkpoint or export holds exactly the weights it recorded")
 def _verify(p: argparse.ArgumentParser):
     p.add_argument("model", help="run directory, RUN/checkpoints/step_N, or export folder")
-    p.add_argument("--json", action="store_true", help="print the checks as one JSON object")
+    add_json(p, "every group's recorded and computed fingerprint")
 
     def run(a: argparse.Namespace) -> int:
         from ..runs.verify import verify_model

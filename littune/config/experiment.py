@@ -12,12 +12,13 @@ with the key named. A YAML file may start from another with ``_base_: other.yaml
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 from ..model import ModelConfig
-from .loader import ConfigError, load_structured
+from .loader import ConfigError, ConfigWarning, load_structured
 
 
 @dataclass
@@ -26,6 +27,8 @@ class DataConfig:
     dev: Optional[str] = None  # source for periodic dev retrieval (e.g. flickr8k:DIR:dev)
     train_cache: Optional[str] = None  # an existing `littune embed` folder; else made under cache_root
     dev_cache: Optional[str] = None
+    use_text_cache: bool = True  # both towers locked (and cached): train on the text tower's cached features
+    text_cache: Optional[str] = None  # an explicit text cache folder (default: inside the image cache)
     cache_root: Optional[str] = None  # automatic caches go here (default $LITTUNE_CACHE_DIR or ~/.cache/littune)
     use_cache: bool = True  # with a locked image tower: train on cached embeddings (the fast path)
     views: int = 0  # augmented views per image in the cache (0: the plain view only)
@@ -36,6 +39,7 @@ class DataConfig:
     stream: bool = False  # live path, WebDataset shards: stream them (littune/train/stream.py), never all in memory
     stream_buffer: int = 1000  # data.stream: shuffle buffer of encoded samples per DataLoader worker
     embed_batch_size: int = 64
+    engine: str = "auto"  # what runs locked towers into caches: torch | openvino | onnx | auto (towers/engine.py)
 
 
 @dataclass
@@ -69,6 +73,9 @@ class TrainConfig:
     threads: int = 0  # torch threads (0: all cores)
     device: str = "auto"  # auto (this process's GPU if CUDA is available, else cpu) | cpu | cuda[:N]
     progress: bool = True
+    mixup: float = 0.0  # latent mixup (FuseMix): Beta(a, a) coefficient per pair, shared by both sides (0: off)
+    init_from: Optional[str] = None  # a run folder to warm-start from (train/warm_start.py)
+    init_parts: list[str] = field(default_factory=lambda: ["image_head", "text_head", "logit_scale", "logit_bias"])
     # torchrun: how long a process waits in one collective for the others before the run stops with an
     # error (a dead or hung peer never hangs the run). Longer than rank 0's longest evaluation (the others
     # wait for it at the next step). A peer that dies outright is noticed at once.
@@ -110,10 +117,18 @@ def validate(cfg: ExperimentConfig) -> None:
     for name, spec in cfg.evals.items():
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")
-    if cfg.data.train is None and cfg.data.train_cache is None:
-        raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")
     for key, low, high in _RANGES:
         check_range(cfg, key, low, high)
+    if cfg.train.mixup and cfg.train.grad_cache_chunk:
+        raise ConfigError("train.mixup mixes pairs across the whole batch, which the gradient cache's text "
+                          "chunks cannot do: set train.grad_cache_chunk=0 or train.mixup=0")
+    w, steps = cfg.optim.warmup_steps, cfg.train.steps
+    if w > steps:  # a warning, not an error: short smoke runs with the default warmup are legitimate
+        warnings.warn(f"optim.warmup_steps={w} > train.steps={steps}: the learning rate rises for the whole run "
+                      f"and peaks at {steps / w:.0%} of optim.lr; set optim.warmup_steps <= train.steps "
+                      "for the full schedule", ConfigWarning, stacklevel=2)
+    if cfg.data.train is None and cfg.data.train_cache is None:
+        raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")
     if cfg.model.text.dropout and cfg.model.text.name != "scratch":
         raise ConfigError(f"model.text.dropout applies to the scratch text tower only (model.text.name="
                           f"'{cfg.model.text.name}' keeps its own dropout); set it to 0")
@@ -124,7 +139,7 @@ def validate(cfg: ExperimentConfig) -> None:
 Bound = Union[float, Tuple[str, float], None]
 _RANGES: list[tuple[str, Bound, Bound]] = [
     ("model.init_temperature", ("open", 0.0), None), ("model.init_bias", None, None),
-    ("model.embed_dim", 1, None),
+    ("model.embed_dim", 1, None), ("model.image.crop_pct", ("open", 0.0), 1.0),
     ("model.image.lr_mult", 0.0, None), ("model.text.lr_mult", 0.0, None),
     ("model.image.locked_blocks", 0, None), ("model.text.locked_blocks", 0, None),
     ("model.image.head_dropout", 0.0, ("open", 1.0)), ("model.text.head_dropout", 0.0, ("open", 1.0)),
@@ -135,7 +150,7 @@ _RANGES: list[tuple[str, Bound, Bound]] = [
     ("optim.scale_lr_mult", 0.0, None), ("optim.head_lr_mult", 0.0, None),
     ("train.log_every", 1, None), ("train.eval_every", 0, None), ("train.ckpt_every", 0, None),
     ("train.keep_checkpoints", 0, None), ("train.threads", 0, None), ("train.grad_cache_chunk", 0, None),
-    ("train.collective_timeout_s", ("open", 0.0), None),
+    ("train.collective_timeout_s", ("open", 0.0), None), ("train.mixup", 0.0, None),
     ("data.views", 0, None), ("data.num_workers", 0, None), ("data.stream_buffer", 1, None),
     ("data.embed_batch_size", 1, None),
 ]

@@ -16,6 +16,10 @@ class ConfigError(ValueError):
     """A config file, override or value that cannot be used; the message names the key."""
 
 
+class ConfigWarning(UserWarning):
+    """A config that runs, but not as its author probably meant; the message names the key."""
+
+
 def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")

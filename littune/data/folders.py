@@ -49,6 +49,7 @@ def list_labelled_images(root: str | Path) -> tuple[list[str], list[int], list[s
     class_folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _hidden((p.name,)))
     if not class_folders:
         raise ValueError(f"{root}: no class folders (expected {root}/<class>/<image>)")
+    _refuse_split_folders(root, class_folders)
 
     paths: list[str] = []
     labels: list[int] = []
@@ -62,6 +63,29 @@ def list_labelled_images(root: str | Path) -> tuple[list[str], list[int], list[s
         paths.extend(str(p) for p in images)
         labels.extend([label] * len(images))
     return paths, labels, class_folders
+
+
+SPLIT_NAMES = frozenset({"train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval"})
+
+
+def _refuse_split_folders(root: Path, folders: list[str]) -> None:
+    """``flowers/`` holding ``train/daisy/`` and ``test/daisy/`` is a folder of splits: read as classes
+    it would score "train" against "test". Refused when a folder is named like a split and none
+    holds images of its own, only sub-folders."""
+    if not set(folders) & SPLIT_NAMES:
+        return
+    subs = []
+    for name in folders:
+        entries = list((root / name).iterdir())
+        if any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in entries):
+            return  # images directly inside: a class folder
+        subs.append(sorted(p.name for p in entries if p.is_dir() and not _hidden((p.name,))))
+    if all(subs):
+        pick = next(f for f in ("test", "val", "validation", "dev", *folders) if f in folders)
+        classes = subs[folders.index(pick)]
+        raise ValueError(f"{root}: its sub-folders ({', '.join(folders)}) look like splits that each hold class "
+                         f"folders ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}), not like "
+                         f"classes; point at one split, e.g. {root / pick}")
 
 
 def label_of(key: str) -> str:

@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "DEFAULT_MAX_PIXELS"]
@@ -136,6 +135,8 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
 
     PIL's own ``convert("L")`` clips I;16 values at 255, which turns most 16-bit photos white.
     """
+    import numpy as np  # here, not at the top: the CLI reads this module's names without numpy
+
     values = np.asarray(image).astype(np.float64)
     if image.mode.startswith("I;16") or (values.min() >= 0 and values.max() <= 65535 and image.mode == "I"):
         scaled = values / 257.0  # 65535 -> 255 exactly

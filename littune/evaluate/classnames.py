@@ -9,6 +9,10 @@ Sources, in order of preference:
 2. ImageNet synset folders (``n########``), named from timm's bundled ImageNet
    metadata (first WordNet lemma of each description);
 3. the folder name with ``_`` replaced by a space.
+
+A class may have several names (aliases): ``roses,rose;roses;garden rose`` (the folder, then names
+separated by ``;``). The zero-shot classifier embeds every alias in every template and averages them
+all (``zeroshot.build_classifier``, as big_vision does); results name the class by its first alias.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 
 __all__ = [
     "load_classnames",
+    "load_class_aliases",
+    "split_aliases",
     "read_classnames_file",
     "imagenet_classnames",
     "imagenet_synsets",
@@ -85,43 +91,59 @@ def get_classnames(name: str) -> list[str]:
     raise ValueError(f"unknown class-name set {name!r}; available: 'imagenet'")
 
 
-def read_classnames_file(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a ``folder,name`` file into {folder: name}.
+def split_aliases(text: str, where: str) -> list[str]:
+    """``"rose;roses;garden rose"`` -> ``["rose", "roses", "garden rose"]``; empty or repeated names
+    are refused with ``where`` (a file:line or a label number) in the message."""
+    names = [n.strip() for n in text.split(";")]
+    if not text.strip() or not all(names):
+        raise ValueError(f"{where}: empty name in {text!r}; give one name, or several separated by ';' "
+                         "(e.g. 'rose;garden rose')")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{where}: name {twice[0]!r} given twice in {text!r}")
+    return names
 
-    Split on the FIRST comma only, so names may contain commas. Blank lines and
-    lines starting with ``#`` are ignored.
+
+def read_classnames_file(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Parse ``folder,name`` / ``folder,alias;alias;...`` lines into {folder: [names]}.
+
+    Split on the FIRST comma only, so names may contain commas (but not ``;``, which separates
+    aliases). Blank lines and lines starting with ``#`` are ignored. Errors name the file and line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classnames file not found: {path}")
-    mapping: dict[str, str] = {}
+    mapping: dict[str, list[str]] = {}
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        where = f"{path}:{lineno}"
         if "," not in line:
-            raise ValueError(f"{path}:{lineno}: expected 'folder,name', got {line!r}")
-        folder, name = (part.strip() for part in line.split(",", 1))
-        if not folder or not name:
-            raise ValueError(f"{path}:{lineno}: empty folder or name in {line!r}")
-        if folder in mapping and mapping[folder] != name:
-            raise ValueError(
-                f"{path}:{lineno}: folder {folder!r} named twice ({mapping[folder]!r} and {name!r})"
-            )
-        mapping[folder] = name
+            raise ValueError(f"{where}: expected 'folder,name' or 'folder,name;alias;...', got {line!r}")
+        folder, names = (part.strip() for part in line.split(",", 1))
+        if not folder:
+            raise ValueError(f"{where}: empty folder in {line!r}")
+        if not names:
+            raise ValueError(f"{where}: folder {folder!r} has no name (expected 'folder,name')")
+        aliases = split_aliases(names, where)
+        if folder in mapping and mapping[folder] != aliases:
+            raise ValueError(f"{where}: folder {folder!r} named twice "
+                             f"({';'.join(mapping[folder])!r} and {';'.join(aliases)!r})")
+        mapping[folder] = aliases
     return mapping
 
 
-def load_classnames(folders: list[str], classnames_file: str | os.PathLike | None = None) -> list[str]:
-    """Class names for the given class folders, in the same order.
+def load_class_aliases(folders: list[str], classnames_file: str | os.PathLike | None = None) -> list[list[str]]:
+    """The names of each class folder, in the same order: a list of one or more aliases per class.
 
     Args:
         folders: class folder names (e.g. the sub-directories of an image-folder dataset).
-        classnames_file: optional ``folder,name`` CSV; must name every folder
-            (extra entries are allowed).
+        classnames_file: optional ``folder,name`` / ``folder,alias;alias`` file; must name every
+            folder (extra entries are allowed).
 
     Without a file: if every folder is an ImageNet synset id, use ImageNet names;
-    otherwise replace ``_`` with a space in each folder name.
+    otherwise replace ``_`` with a space in each folder name (one name per class).
     """
     folders = list(folders)
     if not folders:
@@ -134,12 +156,17 @@ def load_classnames(folders: list[str], classnames_file: str | os.PathLike | Non
                 f"classnames file {classnames_file} has no name for {len(missing)} folder(s): "
                 f"{_preview(missing)}"
             )
-        return [mapping[f] for f in folders]
+        return [list(mapping[f]) for f in folders]
     if all(_SYNSET.match(f) for f in folders):
         known = set(imagenet_synsets())
         if all(f in known for f in folders):
-            return synset_classnames(folders)
-    return [f.replace("_", " ").strip() for f in folders]
+            return [[n] for n in synset_classnames(folders)]
+    return [[f.replace("_", " ").strip()] for f in folders]
+
+
+def load_classnames(folders: list[str], classnames_file: str | os.PathLike | None = None) -> list[str]:
+    """One display name per class folder (its first alias); see :func:`load_class_aliases`."""
+    return [names[0] for names in load_class_aliases(folders, classnames_file)]
 
 
 def _preview(items: list[str], limit: int = 20) -> str:

@@ -21,13 +21,14 @@ import torch
 from omegaconf import MISSING
 
 from ..config import ConfigError, parse_options
+from ..data.flickr8k import SPLITS
 from ..data.folders import label_of, list_labelled_images
-from ..encode import encode_features, encode_texts
+from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
-from .classnames import load_classnames
-from .features import ImageFeatures, image_features
+from .classnames import load_class_aliases
+from .features import ImageFeatures, image_features, text_features
 from .probe import linear_probe
 from .retrieval import RECALL_KEYS, retrieval_metrics
 from .templates import get_templates
@@ -46,6 +47,7 @@ class Evaluator:
     def __init__(self, cfg: Any, *, cache_root: str | Path | None = None, progress: bool = True):
         self.cfg, self.cache_root, self.progress = cfg, cache_root, progress
         self._prepared: dict[str, Any] = {}  # locked tower fingerprint -> prepared image side
+        self._prepared_text: dict[str, Any] = {}  # the same for a locked text tower
 
     def run(self, model: LiTModel) -> dict[str, Any]:
         raise NotImplementedError
@@ -59,6 +61,13 @@ class Evaluator:
         if fp not in self._prepared:
             self._prepared = {fp: make(tower)}
         return self._prepared[fp]
+
+    def _text_side(self, tower, make):
+        """``make(tower)`` once per locked text tower (identified by weights and tokenizer)."""
+        key = f"{tower.fingerprint()}|{tower.tokenizer.fingerprint()}"
+        if key not in self._prepared_text:
+            self._prepared_text = {key: make(tower)}
+        return self._prepared_text[key]
 
     def _features(self, tower: ImageTower, spec: str, **kw) -> ImageFeatures:
         return image_features(tower, spec, self.cache_root, self.progress, **kw)
@@ -82,8 +91,8 @@ def _labelled(ev: Evaluator, tower: ImageTower, folder: str) -> dict:
 @dataclass
 class ZeroShotConfig:
     images: str = MISSING  # a folder with one sub-folder per class
-    classnames: Optional[str] = None  # 'folder,name' lines (default: the folder names)
-    templates: str = "simple"  # a built-in template set or a file of lines with {}
+    classnames: Optional[str] = None  # 'folder,name' or 'folder,alias;alias' lines (default: the folder names)
+    templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (flowers+simple)
 
 
 @EVALUATORS.register("zeroshot", description="zero-shot classification of a folder of class sub-folders")
@@ -96,11 +105,13 @@ class ZeroShot(Evaluator):
         data = self._image_side(model.image, lambda t: _labelled(self, t, c.images))
         if len(data["labels"]) == 0:
             raise ValueError(f"{c.images}: no readable images to evaluate")
-        classnames = load_classnames(data["class_folders"], c.classnames)
+        aliases = load_class_aliases(data["class_folders"], c.classnames)
+        classnames = [names[0] for names in aliases]  # a class is reported under its first name
         prompts = get_templates(c.templates)
-        classifier = build_classifier(lambda t: encode_texts(model, t), classnames, prompts)
+        classifier = build_classifier(lambda t: encode_texts(model, t), aliases, prompts)
         m = zeroshot_metrics(encode_features(model, data["features"]), data["labels"], classifier, classnames)
-        return {**m, "classnames": classnames, "templates": c.templates, "n_templates": len(prompts),
+        extra = {"aliases": aliases} if any(len(names) > 1 for names in aliases) else {}
+        return {**m, "classnames": classnames, **extra, "templates": c.templates, "n_templates": len(prompts),
                 "n_skipped": len(data["bad"]), "skipped": data["bad"][:100]}
 
 
@@ -113,15 +124,42 @@ class RetrievalConfig:
     chunk_size: int = 1024  # images scored at once
 
 
-def retrieval_spec(data: str, split: str | None) -> str:
-    """``DIR`` or ``flickr8k:DIR`` plus a split -> ``flickr8k:DIR:split``; files pass through."""
-    p = Path(data)
+def flickr8k_parts(data: str) -> tuple[str | None, str | None]:
+    """(folder, the split it names) for Flickr8k-style data (``flickr8k:DIR[:split]`` or a folder
+    with captions.csv), else (None, None)."""
     if data.startswith("flickr8k:"):
-        parts = data.split(":")
-        return data if len(parts) == 3 or split is None else f"{data}:{split}"
-    if p.is_dir() and (p / "captions.csv").is_file() and split:
-        return f"flickr8k:{p}:{split}"
-    return data
+        rest = data[len("flickr8k:"):]
+        head, _, tail = rest.rpartition(":")
+        return (head, tail) if head and tail in SPLITS else (rest, None)
+    if Path(data).is_dir() and (Path(data) / "captions.csv").is_file():
+        return data, None
+    return None, None
+
+
+def retrieval_spec(data: str, split: str | None) -> str:
+    """``DIR`` or ``flickr8k:DIR`` plus a split -> ``flickr8k:DIR:split``; files pass through.
+
+    A split that contradicts the one ``data`` names, or a split for data without splits, is an
+    error: evaluating another split than the one asked for would be a silent wrong result.
+    """
+    folder, named = flickr8k_parts(data)
+    if folder is None:
+        if split:
+            raise ValueError(f"split '{split}' asked for, but {data} has no splits (only Flickr8k-style data "
+                             "has: flickr8k:DIR:SPLIT or a folder with captions.csv and splits/)")
+        return data
+    if named and split and named != split:
+        raise ValueError(f"{data} names split '{named}' but split '{split}' was asked for: "
+                         f"give one of them (e.g. flickr8k:{folder}:{split})")
+    return f"flickr8k:{folder}:{split}" if split and not named else data
+
+
+def split_or_default(data: str, split: str | None, default: str = "test") -> str | None:
+    """``split``, else ``default`` for Flickr8k-style data that names no split (None for other data)."""
+    if split is not None:
+        return split
+    folder, named = flickr8k_parts(data)
+    return default if folder is not None and named is None else None
 
 
 @EVALUATORS.register("retrieval", description="image-text retrieval Recall@1/5/10 on captioned data")
@@ -129,16 +167,23 @@ class Retrieval(Evaluator):
     Config = RetrievalConfig
     scalars = RECALL_KEYS
 
+    def __init__(self, cfg: RetrievalConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        self.spec = retrieval_spec(cfg.data, cfg.split)  # a contradictory split fails here, before any work
+
     def run(self, model: LiTModel) -> dict[str, Any]:
-        c = self.cfg
-        spec = retrieval_spec(c.data, c.split)
+        c, spec = self.cfg, self.spec
         f = self._image_side(model.image, lambda t: self._features(t, spec, cache_dir=c.cache))
         texts = [t for caps in f.captions for t in caps]
         if not texts:
             raise ValueError(f"{spec}: no captions to retrieve")
         t2i = torch.tensor([i for i, caps in enumerate(f.captions) for _ in caps])
-        m = retrieval_metrics(encode_features(model, f.features), encode_texts(model, texts), t2i,
-                              chunk_size=c.chunk_size)
+        if model.text.locked:  # the text tower is fixed too: its features are computed once, then cached
+            feats = self._text_side(model.text, lambda t: text_features(t, texts, f.folder, self.progress))
+            txt = encode_text_features(model, feats)
+        else:
+            txt = encode_texts(model, texts)
+        m = retrieval_metrics(encode_features(model, f.features), txt, t2i, chunk_size=c.chunk_size)
         return {**m, "data": spec, "n_skipped": len(f.bad)}
 
 

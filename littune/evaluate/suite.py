@@ -23,7 +23,7 @@ import torch
 from ..config import ConfigError, ExperimentConfig
 from ..model import LiTModel
 from ..towers import ImageTower
-from .evaluators import Evaluator, RetrievalConfig, create_evaluator, retrieval_spec
+from .evaluators import Evaluator, RetrievalConfig, create_evaluator, retrieval_spec, split_or_default
 
 DEV = "dev"  # the name of the evaluation ``data.dev`` adds
 
@@ -114,9 +114,13 @@ def eval_zeroshot(model: LiTModel, images: str | Path, classnames_file: str | No
                 cache_root, progress)
 
 
-def eval_retrieval(model: LiTModel, data: str, split: str | None = "test", cache_root: str | Path | None = None,
+def eval_retrieval(model: LiTModel, data: str, split: str | None = None, cache_root: str | Path | None = None,
                    progress: bool = True, chunk_size: int = 1024) -> dict:
-    """Image-to-text and text-to-image R@1/5/10, every caption of an image a positive."""
+    """Image-to-text and text-to-image R@1/5/10, every caption of an image a positive.
+
+    ``split``: for Flickr8k-style data, the split ``data`` names, else test; another split than the
+    one ``data`` names is refused."""
+    split = split_or_default(str(data), split)
     return _run("retrieval", model, {"data": str(data), "split": split, "chunk_size": chunk_size}, cache_root,
                 progress)
 

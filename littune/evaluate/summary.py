@@ -11,7 +11,7 @@ from typing import Mapping
 
 from .report import plot_confusion, plot_per_class, plot_retrieval_bars, plot_training_curves, write_report
 
-_DROP = ("confusion", "skipped", "classnames", "predictions")
+_DROP = ("confusion", "skipped", "classnames", "aliases", "predictions")
 
 
 def _slug(name: str) -> str:

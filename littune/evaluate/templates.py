@@ -7,12 +7,15 @@ A template is a sentence with ``{}`` where the class name goes, e.g.
 
 Built-in sets live in ``littune/resources/templates/NAME.txt``: one template
 per line, blank lines and lines starting with ``#`` ignored. The same format
-is accepted from any file path.
+is accepted from any file path. Sets combine with ``+`` or ``,``
+(``flowers+simple``, ``simple,my_prompts.txt``); a template found in two of
+them is kept once, where it first appears.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -51,13 +54,7 @@ def read_template_file(path: str | os.PathLike) -> list[str]:
     return _parse_lines(path.read_text(encoding="utf-8"), str(path))
 
 
-def get_templates(name_or_path: str | os.PathLike) -> list[str]:
-    """Return a template list by built-in name (see :func:`list_template_sets`) or file path.
-
-    A built-in name wins over a same-named file in the working directory; pass
-    ``./name`` to force the file.
-    """
-    name = os.fspath(name_or_path)
+def _one_set(name: str) -> list[str]:
     if name in list_template_sets():
         res = _builtin_dir().joinpath(f"{name}.txt")
         return _parse_lines(res.read_text(encoding="utf-8"), f"<built-in template set {name!r}>")
@@ -67,3 +64,21 @@ def get_templates(name_or_path: str | os.PathLike) -> list[str]:
         f"unknown template set {name!r}: not a built-in name ({', '.join(list_template_sets())}) "
         f"and not an existing file"
     )
+
+
+def get_templates(name_or_path: str | os.PathLike) -> list[str]:
+    """Return a template list by built-in name (see :func:`list_template_sets`), file path, or
+    several of them joined with ``+`` or ``,`` (identical templates kept once, in first-seen order).
+
+    A built-in name wins over a same-named file in the working directory; pass
+    ``./name`` to force the file. A file whose own name holds ``+`` or ``,`` is read whole.
+    """
+    spec = os.fspath(name_or_path)
+    if spec in list_template_sets() or Path(spec).is_file():
+        parts = [spec]
+    else:
+        parts = [p.strip() for p in re.split(r"[+,]", spec)]
+        if len(parts) > 1 and not all(parts):
+            raise ValueError(f"template sets {spec!r}: empty entry; join names or files with '+' "
+                             "(e.g. 'flowers+simple')")
+    return list(dict.fromkeys(t for part in parts for t in _one_set(part)))

@@ -6,6 +6,13 @@ each prompt is embedded by the text tower and L2-normalised, the T prompt
 embeddings of a class are averaged and the mean is L2-normalised again. The
 resulting (C, D) matrix is a linear classifier over L2-normalised image
 embeddings: the predicted class is the row with the highest cosine similarity.
+
+A class may have several names (aliases, ``["rose", "garden rose"]``). As in big_vision's
+zero-shot evaluator (``discriminative_classifier.py``: aliases expanded, then one average per
+class), every alias is written into every template and the class row is the mean of ALL its
+A x T normalised prompt embeddings, normalised once at the end. Each alias has T prompts, so every
+alias and every template weigh the same; the per-alias means are NOT renormalised before they are
+averaged (a tested choice: renormalising would give an alias whose prompts disagree more weight).
 """
 
 from __future__ import annotations
@@ -32,6 +39,27 @@ def validate_templates(templates: Sequence[str]) -> list[str]:
     return templates
 
 
+def _validate_aliases(classnames: Sequence[str | Sequence[str]]) -> list[list[str]]:
+    """Each class as a list of one or more names; a plain string is one name."""
+    if isinstance(classnames, str):
+        raise TypeError("classnames must be a list of strings or of alias lists, not a single string")
+    classes = [[c] if isinstance(c, str) else list(c) for c in classnames]
+    if not classes:
+        raise ValueError("classnames is empty; need at least one class")
+    for i, names in enumerate(classes):
+        if not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ValueError(f"classname {i} has an empty name or is not a string: {classnames[i]!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"classname {i} lists a name twice: {names!r}")
+    _validate_classnames([names[0] for names in classes])  # first names label the results
+    seen: dict[frozenset, int] = {}
+    for i, names in enumerate(classes):
+        j = seen.setdefault(frozenset(names), i)
+        if j != i:  # the same names in another order: identical rows
+            raise ValueError(f"classes {j} and {i} have the same names {sorted(names)}")
+    return classes
+
+
 def _validate_classnames(classnames: Sequence[str]) -> list[str]:
     if isinstance(classnames, str):
         raise TypeError("classnames must be a list of strings, not a single string")
@@ -53,7 +81,7 @@ def _validate_classnames(classnames: Sequence[str]) -> list[str]:
 @torch.no_grad()
 def build_classifier(
     encode_texts: Callable[[list[str]], Tensor],
-    classnames: Sequence[str],
+    classnames: Sequence[str | Sequence[str]],
     templates: Sequence[str],
     batch_size: int = 256,
 ) -> Tensor:
@@ -62,21 +90,23 @@ def build_classifier(
     Args:
         encode_texts: maps a list of B strings to a (B, D) tensor of text embeddings
             (need not be normalised; each is L2-normalised here).
-        classnames: C human-readable class names.
+        classnames: C classes, each a human-readable name or a list of aliases
+            (``["rose", "garden rose"]``; averaged as the module docstring says).
         templates: T templates, each containing ``{}`` where the class name goes.
-        batch_size: max prompts per ``encode_texts`` call; the C*T prompts are sent
-            in ceil(C*T / batch_size) calls regardless of class boundaries.
+        batch_size: max prompts per ``encode_texts`` call; the sum over classes of A_c*T
+            prompts is sent in batches regardless of class boundaries.
 
     Returns:
         (C, D) float32 tensor with L2-normalised rows, on the device ``encode_texts`` used.
     """
-    classnames = _validate_classnames(classnames)
+    classes = _validate_aliases(classnames)
     templates = validate_templates(templates)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    # Class-major order: prompt index = c * T + t. str.replace (not .format) so that
-    # other braces in a template or class name are left untouched.
-    prompts = [t.replace("{}", c) for c in classnames for t in templates]
+    # Class-major, then alias, then template. str.replace (not .format) so that other braces in a
+    # template or class name are left untouched.
+    prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]
+    owner = torch.tensor([c for c, names in enumerate(classes) for _ in range(len(names) * len(templates))])
     chunks: list[Tensor] = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
@@ -85,9 +115,11 @@ def build_classifier(
             shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
             raise ValueError(f"encode_texts returned {shape} for {len(batch)} prompts; expected (B, D)")
         chunks.append(F.normalize(emb.float(), dim=-1))  # (B, D), unit rows
-    emb = torch.cat(chunks)  # (C*T, D)
-    per_class = emb.view(len(classnames), len(templates), -1)  # (C, T, D)
-    return F.normalize(per_class.mean(dim=1), dim=-1)  # (C, D)
+    emb = torch.cat(chunks)  # (P, D), P = sum over classes of A_c * T
+    owner = owner.to(emb.device)
+    sums = torch.zeros(len(classes), emb.shape[1], device=emb.device).index_add_(0, owner, emb)  # (C, D)
+    counts = torch.bincount(owner, minlength=len(classes)).to(emb.dtype)  # (C,) = A_c * T
+    return F.normalize(sums / counts[:, None], dim=-1)  # (C, D)
 
 
 @torch.no_grad()
@@ -110,8 +142,8 @@ def zeroshot_metrics(
         chunk_size: images scored at once (memory ~ chunk_size x C floats).
 
     Returns:
-        ``top1``, ``top5`` (top-min(5, C) accuracy; ``top5_k`` says which k),
-        ``mean_per_class`` (mean over classes that have test images), ``n``,
+        ``top1``, ``top5`` (only with more than 5 classes: with C <= 5 every image would be a
+        top-5 hit, and 1.0 would read as a result), ``mean_per_class`` (mean over classes that have test images), ``n``,
         ``per_class`` {name: accuracy} for classes with at least one image,
         ``confusion`` (C x C list of int lists, rows = true class, cols = predicted).
     """
@@ -157,8 +189,7 @@ def zeroshot_metrics(
     }
     out: dict = {
         "top1": float(hit1.float().mean()),
-        "top5": float(hitk.float().mean()),
-        "top5_k": k,
+        **({"top5": float(hitk.float().mean())} if c > 5 else {}),  # with C <= 5 it is 1.0 by construction
         "mean_per_class": float((correct[present].float() / support[present].float()).mean()),
         "n": n,
         "n_classes": c,

@@ -5,9 +5,13 @@
     lit.classify(["photo.jpg"], ["cat", "dog", "car"])
     index = lit.build_index("photos/", "photos.index")      # or littune.load_index("photos.index")
     index.search("a dog catching a frisbee", k=10)
-"""
-from .index import Hit, ImageIndex, IndexOptions, build_index
-from .model import DEFAULT_TEMPLATES, LiT, load, load_index, parse_labels
 
-__all__ = ["LiT", "load", "parse_labels", "DEFAULT_TEMPLATES", "ImageIndex", "IndexOptions", "Hit",
-           "build_index", "load_index"]
+Names are imported on first use (``littune.lazy``).
+"""
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".model": ["LiT", "load", "parse_labels", "DEFAULT_TEMPLATES", "load_index", "BadImageWarning"],
+    ".index": ["ImageIndex", "Hit", "build_index"],
+    ".options": ["IndexOptions"],
+})

@@ -18,6 +18,15 @@ token's final hidden state h_0 (H values), while littune computes ``y = W h_0 + 
   * ``text_projection = [W B^T / eps , W u kappa / |u|^2 + b]`` then gives ``P p = W h_0 + b``.
 Mean pooling reads every token, which the pooler never sees: such models are not written (the
 reason is recorded in export.json).
+
+The image processor is written from littune's own preprocessing (``towers/preprocess.py``), not copied
+from the vision model's source: a CLIPImageProcessor that resizes the shorter side to
+``input_size / crop_pct`` with the same filter, centre-crops ``input_size`` and normalises with the
+tower's mean and std (a ViT or SigLIP processor would squash the image to a square instead). With
+``backend="pil"`` transformers resizes with PIL as littune does; its default torchvision backend
+resizes with torchvision's antialiasing kernels (a few levels of 255 apart where it resizes). Both
+floor the centre-crop offset where torchvision rounds it: when the resized side exceeds the crop by
+4k+3 pixels, the crop sits one pixel over.
 """
 from __future__ import annotations
 
@@ -42,6 +51,9 @@ def _check(lit) -> None:
         raise UnsupportedDualEncoder("not written: both towers must come from Hugging Face "
                                      f"(image {cfg.model.image.name}, text {cfg.model.text.name})")
     kind = m.image.model.config.model_type
+    if m.image.pooling != "default":
+        raise UnsupportedDualEncoder(f"not written: image pooling {m.image.pooling!r}; the dual encoder uses the "
+                                     "model's pooler output (model.image.pooling=default)")
     if kind not in _SAME_POOLER | _IDENTITY_POOLER:
         raise UnsupportedDualEncoder(f"not written: image model type {kind!r} has a pooler output that differs from "
                                      f"littune's feature (supported: {sorted(_SAME_POOLER | _IDENTITY_POOLER)})")
@@ -93,7 +105,7 @@ def _text_weights(text: nn.Module, head: nn.Linear) -> tuple[torch.Tensor, torch
 def write_dual_encoder(lit, out: Path) -> Path:
     """Write ``out`` (model, tokenizer, image processor) or raise UnsupportedDualEncoder."""
     _check(lit)
-    from transformers import AutoImageProcessor, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+    from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
     m = lit.model
     vision, text = m.image.model, m.text.model
@@ -121,8 +133,22 @@ def write_dual_encoder(lit, out: Path) -> Path:
     dual.save_pretrained(out)
     m.text.tokenizer.save(out)
     _limit_tokenizer(out, m.text.tokenizer.context_length)
-    AutoImageProcessor.from_pretrained(lit.cfg.model.image.name[3:]).save_pretrained(out)
+    image_processor(m.image.preprocess).save_pretrained(out)
     return out
+
+
+_PIL_RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling codes
+
+
+def image_processor(pre):
+    """A transformers image processor that reproduces ``pre`` (a littune ``Preprocess``)."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        do_resize=True, size={"shortest_edge": pre.resize_size}, resample=_PIL_RESAMPLE[pre.interpolation],
+        do_center_crop=True, crop_size={"height": pre.input_size, "width": pre.input_size},
+        do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(pre.mean),
+        image_std=list(pre.std), do_convert_rgb=True)
 
 
 def _check_vision_loaded(dual_vision: nn.Module, vision: nn.Module) -> None:

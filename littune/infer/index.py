@@ -25,19 +25,10 @@ import numpy as np
 from ..cache import EmbeddingCache, EmbedOptions, ensure_cache
 from ..cache.writer import save_atomic, save_npy
 from ..towers.lock import fingerprint
+from .options import IndexOptions
 
 INDEX_FILE, EMB_FILE, FAISS_FILE, FEATURES = "index.json", "embeddings.npy", "faiss.index", "features"
 FORMAT_VERSION = 1
-
-
-@dataclass
-class IndexOptions:
-    faiss_threshold: int = 50_000  # from this many images on, search with FAISS
-    faiss_factory: str = "Flat"  # FAISS index_factory string; "Flat" is exact
-    batch_size: int = 64
-    num_workers: int | None = None  # image decoding workers (None: one per spare core)
-    shard_size: int = 10_000  # a killed run resumes from its last complete shard
-    progress: bool = True
 
 
 @dataclass

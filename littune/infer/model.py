@@ -8,13 +8,16 @@
 Classification is CLIP's zero-shot protocol (arXiv 2103.00020 Sec. 3.1.4, used by LiT arXiv
 2111.07991): each label is written into every prompt template, the prompt embeddings of a label are
 averaged (``evaluate.zeroshot.build_classifier``), and the probabilities are a softmax over the
-labels of the model's learned temperature times the cosine similarities.
+labels of the model's learned temperature times the cosine similarities. A label may give several
+names separated by ';' (``"rose;garden rose"``): its prompts are averaged over every name, as a
+classnames file's aliases are; results keep the label as typed.
 
 Every method takes one lock, so one ``LiT`` object can serve many threads (the web app does).
 """
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence, Union
@@ -22,8 +25,9 @@ from typing import Sequence, Union
 import torch
 from PIL import Image
 
-from ..data.images import DEFAULT_MAX_PIXELS, load_image
+from ..data.images import DEFAULT_MAX_PIXELS, BadImage, BadInputLog, load_image
 from ..encode import encode_features, encode_texts
+from ..evaluate.classnames import split_aliases
 from ..evaluate.templates import get_templates
 from ..evaluate.zeroshot import build_classifier, validate_templates
 from ..model import LiTModel
@@ -34,16 +38,23 @@ ImageInput = Union[str, Path, bytes, Image.Image]
 DEFAULT_TEMPLATES = "simple"  # littune/resources/templates/simple.txt: eight general prompts
 
 
+class BadImageWarning(UserWarning):
+    """An image ``classify`` skipped because it cannot be read (no ``bad`` log was given)."""
+
+
 def _as_list(images) -> list:
     return [images] if isinstance(images, (str, Path, bytes, bytearray, Image.Image)) else list(images)
 
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
-    """A list of labels, or one comma-separated string ("cat, dog, car"); blanks are refused."""
+    """A list of labels, or one comma-separated string ("cat, dog, car"); blanks are refused, and so
+    are empty names in a label's ';'-separated aliases ("rose;;garden rose")."""
     items = labels.split(",") if isinstance(labels, str) else list(labels)
     out = [str(x).strip() for x in items]
     if not out or any(not x for x in out):
         raise ValueError(f"labels: need one or more non-empty labels separated by commas, got {labels!r}")
+    for label in out:
+        split_aliases(label, "labels")
     return out
 
 
@@ -119,7 +130,8 @@ class LiT:
             if key in self._classifiers:
                 self._classifiers.move_to_end(key)
                 return self._classifiers[key]
-            weights = build_classifier(lambda t: encode_texts(self.model, t), labels, prompts).cpu()
+            aliases = [split_aliases(label, "labels") for label in labels]
+            weights = build_classifier(lambda t: encode_texts(self.model, t), aliases, prompts).cpu()
             self._classifiers[key] = weights
             while len(self._classifiers) > self._classifier_cache:
                 self._classifiers.popitem(last=False)
@@ -128,22 +140,55 @@ class LiT:
     def probabilities(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
                       templates: str | Sequence[str] | None = None) -> torch.Tensor:
         """(N, C) probabilities, columns in the order of ``labels``; each row sums to 1."""
-        weights = self.classifier(labels, templates)  # (C, E)
-        emb = self.embed_images(images)  # (N, E)
+        return self._softmax(self.embed_images(images), self.classifier(labels, templates))
+
+    def _softmax(self, emb: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(N, E) image embeddings, (C, E) classifier -> (N, C) probabilities at the learned temperature."""
         logits = self.model.logit_scale.detach().exp().float().cpu() * emb @ weights.T  # (N, C)
         return logits.softmax(dim=-1)
 
     def classify(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
-                 templates: str | Sequence[str] | None = None) -> list[dict[str, float]]:
-        """One ``{label: probability}`` per image, most probable first.
+                 templates: str | Sequence[str] | None = None, bad: BadInputLog | None = None,
+                 batch_size: int = 32) -> list[dict[str, float] | None]:
+        """One ``{label: probability}`` per image, most probable first; ``None`` for an unreadable one.
 
+        ``labels``: each one name or several separated by ';' ("rose;garden rose").
         ``templates``: None (the built-in "simple" set), a built-in name, a file of lines with
-        ``{}``, or a list of such strings.
+        ``{}``, several of those joined with '+' ("flowers+simple"), or a list of template strings.
+        Unreadable images (missing, empty, truncated, not an image, too many pixels) are skipped as
+        ``embed``, ``index`` and evaluation skip them: each is recorded in ``bad`` (key: its position
+        in ``images``) or, without a log, warned about. When no image can be read, the error is raised
+        (``BadImage`` for one image).
         """
         labels = parse_labels(labels)
-        probs = self.probabilities(images, labels, templates)
-        return [{labels[j]: float(row[j]) for j in row.argsort(descending=True, stable=True).tolist()}
-                for row in probs]
+        images = _as_list(images)
+        if not images:
+            raise ValueError("images: no images given")
+        weights = self.classifier(labels, templates)  # (C, E); bad labels or templates fail first
+        out: list[dict[str, float] | None] = [None] * len(images)
+        errors: list[tuple[int, BadImage]] = []
+        for start in range(0, len(images), batch_size):  # decoded a batch at a time: bounded memory
+            decoded = {}
+            for i, im in enumerate(images[start:start + batch_size], start):
+                try:
+                    decoded[i] = self.decode(im, name=None if isinstance(im, (str, Path)) else f"image {i}")
+                except BadImage as e:
+                    errors.append((i, e))
+            if decoded:
+                probs = self._softmax(self.embed_images(list(decoded.values()), batch_size), weights)
+                for i, row in zip(decoded, probs):
+                    out[i] = _ranked(labels, row)
+        if len(errors) == len(images):
+            if len(errors) == 1:
+                raise errors[0][1]
+            raise ValueError(f"none of the {len(errors)} images could be read: "
+                             + "; ".join(str(e) for _, e in errors[:5]) + ("; ..." if len(errors) > 5 else ""))
+        for i, e in errors:
+            if bad is not None:
+                bad.add_error(str(i), e.name, e)
+            else:
+                warnings.warn(f"{e} (skipped)", BadImageWarning, stacklevel=2)
+        return out
 
     def exclusive(self):
         """The model's lock (re-entrant): hold it to run several steps on the model as one."""
@@ -164,6 +209,11 @@ class LiT:
         return ImageIndex.open(path, model=self, backend=backend)
 
 
+def _ranked(labels: list[str], probs: torch.Tensor) -> dict[str, float]:
+    """(C,) probabilities -> {label: probability}, most probable first (ties in label order)."""
+    return {labels[j]: float(probs[j]) for j in probs.argsort(descending=True, stable=True).tolist()}
+
+
 def resolve_templates(templates: str | Sequence[str] | None) -> list[str]:
     if templates is None:
         return get_templates(DEFAULT_TEMPLATES)
@@ -172,32 +222,37 @@ def resolve_templates(templates: str | Sequence[str] | None) -> list[str]:
     return validate_templates(templates)
 
 
-def load(path: str | Path, device: str = "cpu") -> LiT:
-    """A run directory (``littune train`` / ``littune demo``) or an export folder -> ``LiT``."""
+def load(path: str | Path, device: str = "auto") -> LiT:
+    """A run directory (``littune train`` / ``littune demo``) or an export folder -> ``LiT``.
+
+    ``device``: auto (this process's GPU when CUDA is available, else the CPU) | cpu | cuda[:N].
+    """
     from .. import distributed
+    from ..progress import quiet_third_party_bars
     from ..runs import load_run
 
     p = Path(path)
     if (p / "index.json").is_file():
         raise ValueError(f"{p} is an image index, not a model: open it with littune.load_index({str(p)!r})")
-    try:  # transformers' per-load progress bar is noise in a CLI answer or a server log
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - a declared dependency
-        pass
+    if str(path).startswith("local-dir:") or (p / "open_clip_config.json").is_file():
+        folder = str(path).removeprefix("local-dir:")
+        raise ValueError(f"{path} is an open_clip model: `littune eval ... --model local-dir:{folder}` evaluates "
+                         "it; littune.load reads littune runs and exports")
+    quiet_third_party_bars()  # transformers' per-load progress bar is noise in a CLI answer or a server log
     model, cfg = load_run(p)
     model = model.to(distributed.resolve_device(device))
     return LiT(model, cfg, source=Path(path).resolve())
 
 
-def load_index(path: str | Path, model: str | Path | LiT | None = None, backend: str | None = None) -> ImageIndex:
-    """Open an index with the model recorded in it (or ``model``, a run, export or ``LiT`` with the same weights)."""
+def load_index(path: str | Path, model: str | Path | LiT | None = None, backend: str | None = None,
+               device: str = "auto") -> ImageIndex:
+    """Open an index with the model recorded in it (or ``model``, a run, export or ``LiT`` with the same weights);
+    ``device`` as in ``load`` (unused when ``model`` is a ``LiT``)."""
     if model is None:
         meta = read_meta(path)
         if not meta.get("model") or not Path(meta["model"]).exists():
             raise FileNotFoundError(f"{path}: the model that made it ({meta.get('model')}) is gone; "
                                     "pass it with --model (it must have the same weights)")
         model = meta["model"]
-    lit = model if isinstance(model, LiT) else load(model)
+    lit = model if isinstance(model, LiT) else load(model, device=device)
     return ImageIndex.open(path, model=lit, backend=backend)

@@ -1,6 +1,6 @@
 """The export folder format: a self-contained model folder that ``littune.load`` reads without the run.
 
-    export.json          format, where it came from, every weight group's fingerprint, what else was written
+    export.json          format, where it came from, every weight group's fingerprint, the other files' hashes
     config.yaml          the run's experiment config (tower sources are rewritten at load time)
     model.safetensors    every weight, the locked image tower's too (a run leaves those out)
     model_info.json      fingerprints, as in a run directory
@@ -9,13 +9,16 @@
                          rebuilt from the folder with no hub or package
     hf_dual_encoder/     where both towers come from Hugging Face: a transformers
                          VisionTextDualEncoderModel with the same embeddings (see hf_dual.py)
+    README.md, metrics.json  the model card and the run's evaluation results (infer/card.py)
 
 Loading builds every tower without pre-trained weights, loads all weights strictly, and checks the
-fingerprints recorded at export: the export is provably the model that was trained.
+fingerprints recorded at export (weights per group; every other file it reads by its hash, so an
+edited config.yaml or tokenizer is refused too): the export is provably the model that was trained.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -28,6 +31,30 @@ from .files import CONFIG_FILE, EXPORT_FILE, INFO_FILE, MODEL_FILE, TOKENIZER_DI
 from .weights import WeightsError, check_fingerprints, check_shapes, compare_fingerprints, read_json, read_weights
 FORMAT = "littune-export"
 FORMAT_VERSION = 1
+
+
+HASHED_SKIP = {EXPORT_FILE, MODEL_FILE, "README.md", "metrics.json"}  # weights have fingerprints; the card is prose
+OTHER_FORMATS = ("hf_dual_encoder/",)  # folders littune itself never reads
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def file_hashes(folder: Path, skip: set[str] = frozenset(), skip_dirs: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 (16 hex digits) of every file under ``folder`` but ``skip`` / ``skip_dirs`` (relative paths)."""
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {rel: _hash(p) for rel, p in files.items() if rel not in skip and not rel.startswith(skip_dirs)}
+
+
+def check_file_hashes(folder: Path, recorded: dict[str, str], where: str) -> None:
+    """Refuse a folder whose files differ from (or lack) the hashes recorded when it was written."""
+    folder = Path(folder)
+    changed = [rel for rel, want in recorded.items()
+               if not (folder / rel).is_file() or _hash(folder / rel) != want]
+    if changed:
+        raise ValueError(f"{folder}: {', '.join(changed[:5])} changed after export (the hashes recorded in "
+                         f"{where} differ); the folder is damaged or was edited: export the model again")
 
 
 def is_export(path: str | Path) -> bool:
@@ -74,7 +101,8 @@ def write_export(model: LiTModel, cfg: ExperimentConfig, folder: Path, source: s
             "image": {"name": model.image.name, "folder": _save_hf_image(model, cfg, folder)},
             "text": {"name": model.text.name, "folder": _save_hf_text(model, cfg, folder)},
             "embed_dim": model.embed_dim, "temperature": model.temperature,
-            "fingerprints": info["fingerprints"], **(extra or {})}
+            "fingerprints": info["fingerprints"], "files": file_hashes(folder, HASHED_SKIP, OTHER_FORMATS),
+            **(extra or {})}
     (folder / EXPORT_FILE).write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -95,6 +123,7 @@ def load_export(folder: str | Path, check: bool = True) -> tuple[LiTModel, Exper
     meta = read_export_meta(folder)
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{folder / EXPORT_FILE}: not a {FORMAT} v{FORMAT_VERSION} folder")
+    check_file_hashes(folder, meta.get("files", {}), EXPORT_FILE)  # before config.yaml is trusted
     cfg = load_config(folder / CONFIG_FILE)
     build_cfg = copy.deepcopy(cfg)  # a copy whose tower sources point into the folder
     img, txt = build_cfg.model.image, build_cfg.model.text

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig, to_yaml
-from .files import CACHE_MANIFEST_FILE, CONFIG_FILE, SUMMARY_FILE
+from .files import CACHE_MANIFEST_FILE, CONFIG_FILE, REPORT_DIR, SUMMARY_FILE
 
 
 def write_config(run: Path, cfg: ExperimentConfig) -> None:
@@ -21,6 +21,12 @@ def write_summary(run: Path, summary: dict[str, Any]) -> None:
 def read_summary(run: Path) -> dict[str, Any]:
     """summary.json of a finished run ({} when training has not finished)."""
     path = Path(run) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_report_metrics(run: Path) -> dict[str, Any]:
+    """report/metrics.json of a run ({evaluation name: metrics}; {} when it has no report)."""
+    path = Path(run) / REPORT_DIR / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

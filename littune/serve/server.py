@@ -24,20 +24,22 @@ def bound_threads(threads: int | None) -> int:
     return n
 
 
-def build_app(model: str | Path, index: str | Path | None = None, limits: ServeLimits | None = None):
+def build_app(model: str | Path, index: str | Path | None = None, limits: ServeLimits | None = None,
+              device: str = "auto"):
     from ..infer import load
 
-    lit = load(model)
+    lit = load(model, device=device)
     return create_app(lit, lit.open_index(index) if index else None, limits), lit
 
 
 def serve(model: str | Path, index: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
-          threads: int | None = None, limits: ServeLimits | None = None, log_level: str = "warning") -> None:
+          threads: int | None = None, limits: ServeLimits | None = None, log_level: str = "warning",
+          device: str = "auto") -> None:
     import uvicorn
 
     limits = limits or ServeLimits()
     n = bound_threads(threads)
-    app, lit = build_app(model, index, limits)
+    app, lit = build_app(model, index, limits, device)
     print(f"littune serve: http://{host}:{port}/  (model {lit.source}, {n} threads"
           + (f", index {index}" if index else ", no index: search is off") + ")", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1,

@@ -1,7 +1,11 @@
-"""Studies: a grid of settings trained at equal steps, evaluated by one suite, reported together."""
-from .config import StudyConfig, load_study_config
-from .report import write_study_report
-from .runner import collect_results, run_setting, run_study
+"""Studies: a grid of settings trained at equal steps, evaluated by one suite, reported together.
 
-__all__ = ["StudyConfig", "load_study_config", "run_study", "run_setting",
-           "collect_results", "write_study_report"]
+Names are imported on first use (``littune.lazy``).
+"""
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".config": ["StudyConfig", "load_study_config"],
+    ".report": ["write_study_report"],
+    ".runner": ["run_study", "run_setting", "collect_results"],
+})

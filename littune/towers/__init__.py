@@ -1,13 +1,14 @@
-"""Image and text towers behind registries; importing this package registers every family."""
-from . import image_hf, image_timm, text_hf, text_scratch  # noqa: F401  (registration)
-from .image import IMAGE_TOWERS, ImageTower, create_image_tower, list_image_towers
-from .lock import LOCK_MODES, fingerprint, parse_setting
-from .preprocess import Preprocess
-from .text import TEXT_TOWERS, TextTower, Tokenizer, create_text_tower, list_text_towers
-from .text_scratch import train_tokenizer, wrap_tokenizer
+"""Image and text towers behind registries (declared in ``catalog.py``, built on first use).
 
-__all__ = [
-    "IMAGE_TOWERS", "TEXT_TOWERS", "ImageTower", "TextTower", "Tokenizer", "Preprocess", "LOCK_MODES",
-    "create_image_tower", "create_text_tower", "list_image_towers", "list_text_towers",
-    "fingerprint", "parse_setting", "train_tokenizer", "wrap_tokenizer",
-]
+Names are imported on first use (``littune.lazy``): listing the towers needs no torch.
+"""
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".catalog": ["IMAGE_TOWERS", "TEXT_TOWERS", "list_image_towers", "list_text_towers"],
+    ".image": ["ImageTower", "create_image_tower"],
+    ".text": ["TextTower", "Tokenizer", "create_text_tower"],
+    ".lock": ["LOCK_MODES", "fingerprint", "parse_setting"],
+    ".preprocess": ["Preprocess"],
+    ".text_scratch": ["train_tokenizer", "wrap_tokenizer"],
+})

@@ -4,7 +4,7 @@ The lock is one visible field per tower (``lock: L``), as in big_vision's config
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import torch
@@ -18,33 +18,39 @@ LOCKED_RANDOM_INIT_SEED = 0
 
 @dataclass
 class ImageTowerConfig:
-    name: str = "efficientnet_lite0"  # registry name: efficientnet_lite0, timm:<model>, hf:<name-or-path>
+    name: str = "efficientnet_lite0"  # registry name: efficientnet_lite0/1/2, timm:<model>, hf:<name-or-path>
     lock: str = "L"  # L locked pre-trained | U unlocked pre-trained | u unlocked random init
     locked_blocks: int = 0  # with U/u: lock the lowest N layer groups (middle ground between L and U)
     lr_mult: float = 1.0  # learning-rate multiplier for this tower's trainable parameters
     pretrained: bool = True  # False: random init even for L/U (tests, timing)
     checkpoint: Optional[str] = None  # local weights file instead of the source's own weights
     allow_partial: bool = False  # accept a checkpoint that only partly fits (lists what is missing)
+    pooling: str = "default"  # default (the model's own) | cls_mean: ViTs, concat(class token, mean patch) (dino.txt)
     head: str = "none"  # none (paper's best) | linear | mlp: a trainable head on the image features
     head_hidden: int = 0  # mlp width (0: halfway between the tower's width and embed_dim, open_clip's)
     head_depth: int = 2  # mlp: linear layers (2 = one hidden layer)
     head_bias: bool = True
     head_dropout: float = 0.0  # mlp: dropout after each hidden layer
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
+    crop_pct: Optional[float] = None  # replace the tower's centre-crop fraction (1.0: the whole image, open_clip's)
 
     def build(self) -> ImageTower:
         def make() -> ImageTower:
             return create_image_tower(self.name, pretrained=self.pretrained, checkpoint=self.checkpoint,
                                       lock=self.lock, locked_blocks=self.locked_blocks,
-                                      allow_partial=self.allow_partial, **self.kwargs)
+                                      allow_partial=self.allow_partial, pooling=self.pooling, **self.kwargs)
 
         if self.lock == "L" and not self.pretrained and self.checkpoint is None:
             # A locked random tower (tests, timing, baselines) is never saved with the run: draw its
             # weights from a fixed seed so that loading the run rebuilds them bit for bit.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(LOCKED_RANDOM_INIT_SEED)
-                return make()
-        return make()
+                tower = make()
+        else:
+            tower = make()
+        if self.crop_pct is not None:  # part of the preprocessing, so caches made otherwise are refused
+            tower.preprocess = replace(tower.preprocess, crop_pct=float(self.crop_pct))
+        return tower
 
 
 @dataclass

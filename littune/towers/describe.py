@@ -1,7 +1,8 @@
 """What ``littune towers`` shows: registry entries with embedding size and default preprocessing.
 
 Families (``timm:*``, ``hf:*``) take both from each model's own config, so they are described in
-words; the packaged default is described exactly (from timm's config, without loading weights).
+words; the packaged default is described exactly, as declared in ``catalog.py`` (a test holds it
+equal to the built tower's): listing imports no torch.
 """
 from __future__ import annotations
 
@@ -14,19 +15,10 @@ FAMILY_NOTES = {
 
 
 def describe_registered(image: list[dict[str, Any]], text: list[dict[str, Any]]) -> dict[str, Any]:
-    out_image = []
-    for t in image:
-        t = dict(t)
+    out_image = [dict(t) for t in image]
+    for t in out_image:
         if t["name"] in FAMILY_NOTES:
             t["embed_dim"], t["preprocess"] = FAMILY_NOTES[t["name"]]
-        elif t["name"] == "efficientnet_lite0":
-            import timm
-
-            from .preprocess import Preprocess
-
-            model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
-            t["preprocess"] = Preprocess.from_timm(model).to_dict()
-        out_image.append(t)
     out_text = [dict(t) for t in text]
     for t in out_text:
         t.setdefault("embed_dim", {"scratch": "width (default 256)", "hf:*": "config.hidden_size"}.get(t["name"]))

@@ -3,6 +3,8 @@
 ``hf:<hub-name-or-local-folder>``. A full CLIP or SigLIP checkpoint contributes its vision model.
 The embedding is the model's pooled output where it is a pre-logits feature (DINOv2, CLIP, SigLIP,
 ResNet, ConvNeXt) and the final-norm CLS token for ViT (whose pooler adds an untrained tanh layer).
+``pooling='cls_mean'`` (ViT, DeiT, DINOv2 with or without registers, CLIP vision) concatenates that
+class token with the mean of the final-norm patch tokens (dino.txt, arXiv 2412.16334).
 """
 from __future__ import annotations
 
@@ -12,10 +14,14 @@ import torch
 from torch import nn
 
 from .checkpoint import load_into, read_state_dict
-from .image import IMAGE_TOWERS, ImageTower
+from .image import ImageTower, check_pooling, cls_mean, pooled_name
 from .preprocess import Preprocess
 
 _CLS_TOKEN_MODELS = {"vit", "deit", "beit"}
+# cls_mean: model type -> tokens before the patches in last_hidden_state (class first, then the
+# distillation token of DeiT or the registers of DINOv2-with-registers).
+_PREFIX_TOKENS = {"vit": lambda c: 1, "deit": lambda c: 2, "dinov2": lambda c: 1, "clip_vision_model": lambda c: 1,
+                  "dinov2_with_registers": lambda c: 1 + c.num_register_tokens}
 
 
 def _vision_part(model: nn.Module) -> nn.Module:
@@ -23,17 +29,25 @@ def _vision_part(model: nn.Module) -> nn.Module:
 
 
 class HFImageTower(ImageTower):
-    def __init__(self, model: nn.Module, name: str, preprocess: Preprocess):
+    def __init__(self, model: nn.Module, name: str, preprocess: Preprocess, pooling: str = "default"):
         super().__init__()
-        self.model = model
-        self.name = name
-        self.preprocess = preprocess
         cfg = model.config
         self.model_type = cfg.model_type
+        self.pooling = check_pooling(pooling, name, self.model_type in _PREFIX_TOKENS)
+        self.model = model
+        self.name = pooled_name(name, pooling)
+        self.preprocess = preprocess
         self.embed_dim = int(getattr(cfg, "hidden_size", None) or cfg.hidden_sizes[-1])
+        if pooling == "cls_mean":
+            self._prefix = _PREFIX_TOKENS[self.model_type](cfg)
+            self.embed_dim *= 2
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixels)
+        if self.pooling == "cls_mean":
+            tokens = out.last_hidden_state  # (B, T, D); CLIP applies its final norm outside it
+            norm = getattr(self.model, "post_layernorm", None) if self.model_type == "clip_vision_model" else None
+            return cls_mean(tokens if norm is None else norm(tokens), self._prefix)  # (B, 2D)
         if self.model_type in _CLS_TOKEN_MODELS or getattr(out, "pooler_output", None) is None:
             hidden = out.last_hidden_state  # (B, T, D) or (B, C, H, W)
             return hidden[:, 0] if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
@@ -55,10 +69,8 @@ class HFImageTower(ImageTower):
         return ([nn.ModuleList(stem)] if stem else []) + list(layers)
 
 
-@IMAGE_TOWERS.register("hf", takes_spec=True,
-                       description="transformers vision encoder: hf:<hub name or local folder>")
-def _hf(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
-        allow_partial: bool = False, **kwargs: Any) -> HFImageTower:
+def create_hf_image_tower(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
+                          allow_partial: bool = False, pooling: str = "default", **kwargs: Any) -> HFImageTower:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
     config = AutoConfig.from_pretrained(spec)
@@ -73,4 +85,4 @@ def _hf(spec: str, *, pretrained: bool = True, checkpoint: str | None = None,
         processor = AutoImageProcessor.from_pretrained(spec)
     except (OSError, ValueError) as e:
         raise ValueError(f"hf:{spec} has no image processor config (preprocessor_config.json): {e}") from e
-    return HFImageTower(model.eval(), f"hf:{spec}", Preprocess.from_hf(processor))
+    return HFImageTower(model.eval(), f"hf:{spec}", Preprocess.from_hf(processor), pooling)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -40,8 +41,13 @@ def parse_setting(setting: str) -> tuple[str, str]:
 
 def fingerprint(module: nn.Module) -> str:
     """SHA-256 over every parameter and buffer (names, dtypes, shapes, bytes), as 16 hex digits."""
+    return fingerprint_state(module.state_dict())
+
+
+def fingerprint_state(state: Mapping[str, torch.Tensor]) -> str:
+    """``fingerprint`` of a state dict (e.g. tensors read from a weights file, under their own names)."""
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
+    for name, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

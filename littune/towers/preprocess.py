@@ -4,6 +4,10 @@ One dataclass describes what a tower expects (size, crop, mean/std, interpolatio
 object builds the eval transform (resize + centre crop, timm's convention) and the augmented
 training transform (random resized crop + flip) used by ``littune embed --views``.
 It is also written into the cache manifest, so a cache made with other preprocessing is refused.
+
+Each transform comes in two halves: the geometric part on the PIL image, ending in 8-bit pixels
+(``pil_transform``: cheap to run in decode workers and 4x smaller to pass between processes), and
+``normalize`` on a whole batch. Together they equal ``transform()`` bit for bit.
 """
 from __future__ import annotations
 
@@ -41,23 +45,37 @@ class Preprocess:
     def resize_size(self) -> int:
         return int(round(self.input_size / self.crop_pct))
 
-    def transform(self) -> Callable[[Any], torch.Tensor]:
-        """PIL RGB image -> float tensor (3, input_size, input_size), the deterministic eval path."""
+    def pil_transform(self) -> Callable[[Any], torch.Tensor]:
+        """PIL RGB image -> uint8 tensor (3, input_size, input_size): resize + centre crop."""
         return T.Compose([
             T.Resize(self.resize_size, interpolation=_INTERP[self.interpolation]),
             T.CenterCrop(self.input_size),
-            T.ToTensor(),
-            T.Normalize(self.mean, self.std),
+            T.PILToTensor(),
         ])
 
-    def train_transform(self, scale: tuple[float, float] = (0.5, 1.0)) -> Callable[[Any], torch.Tensor]:
-        """Augmented view: random resized crop and horizontal flip (for cached augmented views)."""
+    def pil_train_transform(self, scale: tuple[float, float] = (0.5, 1.0)) -> Callable[[Any], torch.Tensor]:
+        """Augmented view as uint8 (3, input_size, input_size): random resized crop and horizontal flip."""
         return T.Compose([
             T.RandomResizedCrop(self.input_size, scale=scale, interpolation=_INTERP[self.interpolation]),
             T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(self.mean, self.std),
+            T.PILToTensor(),
         ])
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3, H, W) -> float32 ``(x / 255 - mean) / std``, the same arithmetic as
+        torchvision's ToTensor + Normalize (so the result is bit-identical)."""
+        x = pixels.to(torch.float32).div(255)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        return x.sub_(mean).div_(std)
+
+    def transform(self) -> Callable[[Any], torch.Tensor]:
+        """PIL RGB image -> float tensor (3, input_size, input_size), the deterministic eval path."""
+        return _Then(self.pil_transform(), self.normalize)
+
+    def train_transform(self, scale: tuple[float, float] = (0.5, 1.0)) -> Callable[[Any], torch.Tensor]:
+        """Augmented view: random resized crop and horizontal flip (for cached augmented views)."""
+        return _Then(self.pil_train_transform(scale), self.normalize)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,3 +123,13 @@ class Preprocess:
         std = tuple(float(x) for x in (getattr(processor, "image_std", None) or (0.5, 0.5, 0.5)))
         return cls(input_size=input_size, crop_pct=min(1.0, input_size / resize),
                    interpolation=interp, mean=mean, std=std)
+
+
+class _Then:
+    """``second(first(x))``, picklable (DataLoader workers may be spawned, not forked)."""
+
+    def __init__(self, first: Callable, second: Callable):
+        self.first, self.second = first, second
+
+    def __call__(self, x: Any) -> torch.Tensor:
+        return self.second(self.first(x))

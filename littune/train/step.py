@@ -16,27 +16,58 @@ from __future__ import annotations
 import contextlib
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..model import LiTModel
 
 
+def mix_pairs(x: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Latent mixup (FuseMix, Vouitsis et al. 2023, arXiv 2312.10144): pair i becomes
+    lam_i * pair i + (1 - lam_i) * pair perm(i); the same (lam, perm) mixes both sides, so mixed
+    pairs stay positives. x (B, D), lam (B, 1), perm (B,)."""
+    return lam * x + (1 - lam) * x[perm]
+
+
 class StepForward(nn.Module):
-    """The trainable forward as one module, so DDP sees every parameter it must average."""
+    """The trainable forward as one module, so DDP sees every parameter it must average.
+
+    Text comes as tokens (the text tower runs) or as cached features (a locked text tower); images
+    as pixels or cached features. ``mix`` = (lam (B, 1), perm (B,)) mixes both sides' tower features
+    before the heads.
+    """
 
     def __init__(self, model: LiTModel):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens=None, pixels=None, image_features=None, text_only: bool = False):
+    def forward(self, tokens=None, pixels=None, image_features=None, text_features=None, text_only: bool = False,
+                mix: tuple[torch.Tensor, torch.Tensor] | None = None):
         m = self.model
         scale, bias = m.logit_scale.exp(), m.logit_bias
-        txt = m.encode_text(tokens) if tokens is not None else None
-        if text_only:
-            return txt, scale, bias
-        img = m.encode_image(pixels) if pixels is not None else m.encode_image_features(image_features)
+        if mix is None:
+            txt = (m.encode_text_features(text_features) if text_features is not None
+                   else m.encode_text(tokens) if tokens is not None else None)
+            if text_only:
+                return txt, scale, bias
+            img = m.encode_image(pixels) if pixels is not None else m.encode_image_features(image_features)
+            return img, txt, scale, bias
+        t_feat = text_features if text_features is not None else m.text_features(tokens)  # (B, D_txt)
+        i_feat = m.image_features(pixels) if pixels is not None else image_features  # (B, D_img)
+        txt = m.encode_text_features(mix_pairs(t_feat.float(), *mix))
+        img = m.encode_image_features(mix_pairs(i_feat.float(), *mix))
         return img, txt, scale, bias
+
+
+def mixup_draw(alpha: float, n: int, seed: int, step: int, rank: int = 0,
+               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(lam (n, 1) ~ Beta(alpha, alpha), perm (n,)) for this step: a function of (seed, step, rank)
+    only, so a resumed run mixes exactly as an uninterrupted one."""
+    rng = np.random.default_rng([seed, step, rank, 0x6D6978])  # its own stream ("mix"), not the global RNG
+    lam = torch.from_numpy(rng.beta(alpha, alpha, n)).float().unsqueeze(1)
+    perm = torch.from_numpy(rng.permutation(n))
+    return lam.to(device), perm.to(device)
 
 
 def _device_type(tokens: dict) -> str:
@@ -58,9 +89,12 @@ def _set_rng_state(state) -> None:
         torch.cuda.set_rng_state(state[1])
 
 
-def plain_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: dict, bf16: bool) -> torch.Tensor:
-    with _autocast(bf16, _device_type(tokens)):
-        img, txt, scale, bias = fwd(tokens, **image_kw)
+def plain_step(fwd: nn.Module, loss_fn: Callable, text_kw: dict, image_kw: dict, bf16: bool,
+               mix: tuple | None = None) -> torch.Tensor:
+    """``text_kw``: {"tokens": ...} or {"text_features": ...}; ``image_kw``: pixels or image_features."""
+    device_type = next(iter(image_kw.values())).device.type
+    with _autocast(bf16, device_type):
+        img, txt, scale, bias = fwd(**text_kw, **image_kw, mix=mix)
     loss = loss_fn(img.float(), txt.float(), scale.float(), bias.float())
     _check(loss)
     loss.backward()

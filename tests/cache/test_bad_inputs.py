@@ -131,14 +131,17 @@ def _cli(data: str, out: Path, weights: Path) -> list[str]:
 
 def test_cli_embed_with_bad_inputs(tmp_path, messy, tower_weights, capsys):
     out = tmp_path / "cache"
-    assert main(_cli(str(messy), out, tower_weights)) == 0
-    lines = capsys.readouterr().out.splitlines()
-    report = json.loads(lines[0])
+    assert main(_cli(str(messy), out, tower_weights) + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)  # --json: the JSON alone
     assert report["out"] == str(out)
     assert (report["count"], report["n_bad"], report["n_items"]) == (N_GOOD + len(CONVERTED), 7, 21)
     assert report["tower"] == TOWER
-    assert any("bad_inputs.tsv" in line and "7" in line for line in lines[1:])
     _check_messy_cache(out, messy)
+    # Without --json: one line a person reads, naming the count and where the bad inputs are listed.
+    assert main(_cli(str(messy), out, tower_weights)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"embedded {report['count']} of 21 images ({report['n_captions']} captions) with {TOWER} "
+                     f"into {out}; skipped 7 bad inputs, listed in {out}/bad_inputs.tsv"]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "header_only", "no_image_column"])

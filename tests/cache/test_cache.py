@@ -29,7 +29,10 @@ def data(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
 
 
 def _opts(**kw) -> EmbedOptions:
-    return EmbedOptions(**{"shard_size": 16, "batch_size": 16, "num_workers": 0, "progress": False, **kw})
+    # The torch engine: these tests compare the cache with the tower's own forward bit for bit
+    # (other engines agree to cosine 0.999: tests/cache/test_engines.py).
+    return EmbedOptions(**{"shard_size": 16, "batch_size": 16, "num_workers": 0, "progress": False,
+                           "engine": "torch", **kw})
 
 
 def _direct_features(tower, paths: list[str], batch_size: int = 16) -> torch.Tensor:

@@ -40,7 +40,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tower_weights, cap
 
     def args(out: Path) -> list[str]:
         return ["embed", "--data", str(csv), "--out", str(out), "--tower", TOWER, "--checkpoint", str(tower_weights),
-                "--shard-size", str(SHARD), "--batch-size", "4", "--workers", "0", "--views", "1", "--no-progress"]
+                "--shard-size", str(SHARD), "--batch-size", "4", "--workers", "0", "--views", "1", "--no-progress",
+                "--json"]
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     # The real command in a subprocess, slowed to 0.5 s a shard, killed once its first shard is written.

@@ -26,6 +26,20 @@ def test_sorted_listing_and_labels(tmp_path: Path) -> None:
     assert labels == [0, 0, 1, 2, 2]
 
 
+def test_a_folder_of_split_folders_is_refused_with_the_split_named(tmp_path: Path) -> None:
+    # flowers/{train,test}/<class>/: read as classes it would score "train" against "test".
+    for name in ["train/daisy/a.jpg", "train/roses/b.jpg", "test/daisy/c.jpg", "test/roses/d.jpg"]:
+        touch(tmp_path / "flowers" / name)
+    with pytest.raises(ValueError, match=r"sub-folders \(test, train\) look like splits .*\(daisy, roses\).*"
+                                         rf"point at one split, e.g. {tmp_path / 'flowers' / 'test'}"):
+        list_labelled_images(tmp_path / "flowers")
+    assert list_labelled_images(tmp_path / "flowers" / "test")[2] == ["daisy", "roses"]
+    # Classes that happen to be called test or train hold images: they are classes.
+    for name in ["exam/train/a.jpg", "exam/test/b.jpg"]:
+        touch(tmp_path / name)
+    assert list_labelled_images(tmp_path / "exam")[2] == ["test", "train"]
+
+
 def test_errors_name_the_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no class folders"):
         list_labelled_images(tmp_path)

@@ -91,7 +91,7 @@ def setup(tmp_path_factory, tower_weights):  # noqa: F811
 
     def args(out: Path) -> list[str]:
         return ["embed", "--data", str(csv), "--out", str(out), "--tower", TOWER, "--checkpoint", str(tower_weights),
-                "--shard-size", str(SHARD), "--batch-size", "4", "--workers", "0", "--no-progress"]
+                "--shard-size", str(SHARD), "--batch-size", "4", "--workers", "0", "--no-progress", "--json"]
 
     return root, csv, boot, args
 

@@ -117,7 +117,7 @@ def test_a_killed_node_stops_the_other_and_both_resume_exactly(nodes, reference,
     log = root / "resumed_steps"
     monkeypatch.setenv("LITTUNE_TEST_STEP_LOG", str(log))
     port = _port()
-    nodes = [start_node(boot, port, "lit-b", [*args(run), "--resume"]) for _ in range(2)]
+    nodes = [start_node(boot, port, "lit-b", [*args(run), "--resume", "--json"]) for _ in range(2)]
     try:
         outs = [finish(n, timeout=300) for n in nodes]
     finally:

@@ -73,7 +73,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def two(setup):
     """The uninterrupted 2-process run, started at once; ``_two`` waits for it."""
     root, boot, overrides = setup
-    run = Launched(torchrun(boot, ["train", *overrides(root / "two")]), root / "two")
+    run = Launched(torchrun(boot, ["train", *overrides(root / "two"), "--json"]), root / "two")
     yield run
     run.stop()
 
@@ -105,7 +105,7 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two, mon
 
     log = root / "resumed_steps"
     monkeypatch.setenv("LITTUNE_TEST_STEP_LOG", str(log))
-    out = finish(torchrun(boot, ["train", *overrides(run), "--resume"]))
+    out = finish(torchrun(boot, ["train", *overrides(run), "--resume", "--json"]))
     assert json.loads(out.splitlines()[-1])["step"] == STEPS
     for rank in (0, 1):  # each process started at the checkpoint and ran only what was left
         assert steps_run(log, rank) == list(range(stopped_at, STEPS)), rank

@@ -118,3 +118,36 @@ def test_errors_name_the_problem():
         retrieval_metrics(img, txt, torch.arange(3), chunk_size=0)
     with pytest.raises(ValueError, match="ks"):
         retrieval_metrics(img, txt, torch.arange(3), ks=(0,))
+
+
+# ---- which data a retrieval evaluation reads: the split asked for, or an error -----------------------
+def test_a_split_that_contradicts_the_data_spec_is_refused_naming_both(tmp_path):
+    from littune.evaluate.evaluators import create_evaluator, retrieval_spec, split_or_default
+
+    (tmp_path / "captions.csv").write_text("image,caption\n")  # enough to look like a Flickr8k folder
+    f8k = f"flickr8k:{tmp_path}"
+    with pytest.raises(ValueError, match=rf"{f8k}:dev names split 'dev' but split 'test' was asked for"):
+        retrieval_spec(f"{f8k}:dev", "test")
+    with pytest.raises(ValueError, match="split 'test' asked for, but pairs.csv has no splits"):
+        retrieval_spec("pairs.csv", "test")
+    assert retrieval_spec(f"{f8k}:dev", "dev") == retrieval_spec(f"{f8k}:dev", None) == f"{f8k}:dev"
+    assert retrieval_spec(f8k, "test") == retrieval_spec(str(tmp_path), "test") == f"{f8k}:test"
+    assert retrieval_spec("pairs.csv", None) == "pairs.csv"
+    # The CLI's and eval_retrieval's default: the split the data names, else test (never a substitute).
+    assert split_or_default(f"{f8k}:dev", None) is None and split_or_default(f8k, None) == "test"
+    assert split_or_default(str(tmp_path), None) == "test" and split_or_default("pairs.csv", None) is None
+    # The evaluator refuses when it is built: before a model is loaded or a step is trained.
+    with pytest.raises(ValueError, match="names split 'dev' but split 'test'"):
+        create_evaluator("retrieval", {"data": f"{f8k}:dev", "split": "test"})
+
+
+def test_cli_refuses_a_contradictory_split_before_loading_the_model(tmp_path, capsys):
+    from littune.cli import main
+
+    (tmp_path / "captions.csv").write_text("image,caption\n")
+    args = ["eval", "retrieval", "--model", str(tmp_path / "no-model"), "--data", f"flickr8k:{tmp_path}:dev"]
+    assert main([*args, "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "littune eval: error:" in err and "'dev'" in err and "'test'" in err
+    assert main(args) == 2  # no contradiction: it gets as far as the (missing) model
+    assert "model directory not found" in capsys.readouterr().err

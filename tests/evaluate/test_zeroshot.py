@@ -77,7 +77,7 @@ def test_zeroshot_exact_metrics():
     classes, clf, images, labels = _toy_problem()
     m = zeroshot_metrics(images, labels, clf, classes, return_predictions=True)
     assert m["top1"] == 0.25
-    assert m["top5"] == 0.75 and m["top5_k"] == 5
+    assert m["top5"] == 0.75 and "top5_k" not in m
     assert m["n"] == 4 and m["n_classes"] == 7
     assert m["predictions"] == [0, 2, 0, 5]
     assert m["per_class"] == {"c0": 1.0, "c1": 0.0, "c4": 0.0, "c6": 0.0}
@@ -87,11 +87,12 @@ def test_zeroshot_exact_metrics():
     assert m["confusion"] == expected
 
 
-def test_top5_uses_min_5_c_and_per_class_means():
+def test_no_top5_with_5_classes_or_fewer_and_per_class_means():
+    # With 3 classes every image is a "top-5" hit: a 1.0 that says nothing is not reported.
     clf = torch.eye(3)
     images = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0], [0, 1.0, 0.5]])
     m = zeroshot_metrics(images, torch.tensor([0, 1, 2, 1]), clf, ["a", "b", "c"])
-    assert m["top5_k"] == 3 and m["top5"] == 1.0
+    assert "top5" not in m and "top5_k" not in m
     assert m["top1"] == 0.75
     assert m["per_class"] == {"a": 1.0, "b": 0.5, "c": 1.0}
     assert m["mean_per_class"] == pytest.approx(2.5 / 3)

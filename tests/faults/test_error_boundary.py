@@ -49,7 +49,7 @@ def test_damaged_files_of_a_run_are_named(run_copy, fault_data, tmp_path, capsys
     good = weights.read_bytes()
     weights.write_bytes(good[:100])  # truncated
     _fails(classify, capsys, str(weights), "damaged or truncated")
-    _fails(["eval", "retrieval", "--model", str(run_copy), "--data", str(fault_data["csv"]), "--split", "",
+    _fails(["eval", "retrieval", "--model", str(run_copy), "--data", str(fault_data["csv"]),
             "--cache", str(tmp_path / "c"), "--no-progress"], capsys, str(weights), "damaged or truncated")
     weights.write_bytes(good)
 

@@ -134,3 +134,21 @@ def test_truncated_or_missing_files_are_named(run_copy, export_copy, finished_ru
     (run_copy / "model_info.json").unlink()
     with pytest.raises(WeightsError, match="model_info.json is missing"):
         load_run(run_copy)
+
+
+def test_a_warm_start_refuses_a_source_whose_copied_head_changed(run_copy, fault_data, tower_weights, tokenizer_file,
+                                                                tmp_path):
+    from littune.config import ConfigError
+    from littune.train import Trainer, load_config
+
+    from .conftest import run_overrides
+
+    def warm(run: Path) -> Trainer:
+        return Trainer(load_config(None, run_overrides(run, fault_data, tower_weights, tokenizer_file,
+                                                       f"train.init_from={run_copy}", f"train.init_parts=[{','.join(parts)}]")))
+
+    parts = ["text", "image_head", "text_head", "logit_scale", "logit_bias"]  # its text tower trained too
+    assert set(warm(tmp_path / "ok").warm_started) == set(parts)
+    _edit(run_copy / "model.safetensors", "text_head.weight", _flip_bit)  # one bit of a copied head
+    with pytest.raises(ConfigError, match=r"weights of text_head differ from the fingerprints"):
+        warm(tmp_path / "refused")

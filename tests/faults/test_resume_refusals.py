@@ -63,14 +63,15 @@ def test_settings_that_cannot_change_the_result_are_allowed_and_recorded(resume,
                                                                          tmp_path):
     moved = Path(shutil.copytree(fault_data["cache"], tmp_path / "moved_cache"))  # the same data elsewhere
     weights = (run_copy / "model.safetensors").read_bytes()
-    code, err = resume("train.log_every=2", "train.threads=2", "train.eval_every=3", f"data.train_cache={moved}")
+    code, err = resume("train.log_every=2", "train.threads=2", "train.eval_every=3", f"data.train_cache={moved}",
+                       f"train.init_from={finished_run}")  # a warm start: a resumed run loads its own weights
     assert code == 0, err
     record = json.loads((run_copy / "resumes.json").read_text())["resumes"]
     assert len(record) == 1 and record[0]["step"] == STEPS and record[0]["checkpoint"].endswith(f"step_{STEPS:07d}")
     assert record[0]["changed"] == {
         "data.train_cache": {"checkpoint": str(fault_data["cache"]), "now": str(moved)},
         "train.eval_every": {"checkpoint": 0, "now": 3}, "train.log_every": {"checkpoint": 1, "now": 2},
-        "train.threads": {"checkpoint": 1, "now": 2},
+        "train.threads": {"checkpoint": 1, "now": 2}, "train.init_from": {"checkpoint": None, "now": str(finished_run)},
         "train.out_dir": {"checkpoint": str(finished_run), "now": str(run_copy)}}  # this copy of the run
     cfg = load_config(run_copy / "config.yaml")  # describes what runs now
     assert (cfg.train.log_every, cfg.data.train_cache) == (2, str(moved))

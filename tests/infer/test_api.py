@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import littune
-from littune.data.images import BadImage
+from littune.data.images import BadImage, BadInputLog
 from littune.encode import encode_texts
 from littune.evaluate.zeroshot import build_classifier
-from littune.infer import LiT
+from littune.infer import BadImageWarning, LiT
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +102,58 @@ def test_templates_default_name_file_and_list(lit, tiny_lit_run, tmp_path):
     assert torch.allclose(lit.probabilities(image, "red above green, blue above red"), default)  # comma string
 
 
-def test_bad_input_is_named(lit, tiny_lit_run, tmp_path):
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("not an image")
+def test_a_label_may_give_aliases(lit, tiny_lit_run):
+    """'red above green;green below red' averages both names' prompts; results keep the label as typed."""
+    image, templates = tiny_lit_run["images"][0], ["{}", "a picture: {}"]
+    labels = ["red above green;green below red", "blue above red"]
+    weights = lit.classifier(labels, templates)  # (2, E)
+    names = ["red above green", "green below red"]
+    mean = lit.embed_texts([t.replace("{}", n) for n in names for t in templates]).mean(dim=0)  # of unit rows
+    torch.testing.assert_close(weights[0], torch.nn.functional.normalize(mean, dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights[1], lit.classifier(["blue above red", "x"], templates)[0])
+    assert not torch.allclose(weights[0], lit.classifier(["red above green", "blue above red"], templates)[0])
+    (row,) = lit.classify(image, "red above green;green below red, blue above red", templates)
+    assert set(row) == set(labels)
+    with pytest.raises(ValueError, match=r"labels: empty name in 'red;;green'"):
+        lit.classify(image, ["red;;green", "blue"])
+    with pytest.raises(ValueError, match=r"labels: name 'red' given twice"):
+        lit.classify(image, "red;red, blue")
+
+
+def test_templates_combine_with_plus(lit, tiny_lit_run):
+    image, labels = tiny_lit_run["images"][0], ["red above green", "blue above red"]
+    both = lit.probabilities(image, labels, "flowers+simple")
+    from littune.evaluate.templates import get_templates
+
+    assert torch.allclose(both, lit.probabilities(image, labels, get_templates("flowers") + get_templates("simple")))
+
+
+def test_classify_skips_unreadable_images_and_reports_them(lit, tiny_lit_run, tmp_path):
+    # The bad-file policy of embed, index and evaluation: skip, report, go on.
+    notes, cut = tmp_path / "notes.jpg", tmp_path / "cut.jpg"
+    notes.write_text("not an image")
+    data = tiny_lit_run["images"][0].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    good = tiny_lit_run["images"][:2]
+    images = [good[0], notes, tmp_path / "missing.jpg", good[1], cut]
+    log = BadInputLog()
+    out = lit.classify(images, ["a", "b"], bad=log)
+    assert [r is None for r in out] == [False, True, True, False, True]  # one entry per image, in order
+    for got, image in ((out[0], good[0]), (out[3], good[1])):  # the same answers as each image alone
+        alone = lit.classify(image, ["a", "b"])[0]
+        assert list(got) == list(alone) and list(got.values()) == pytest.approx(list(alone.values()), abs=1e-6)
+    assert [(b.key, b.reason) for b in log] == [("1", "not an image"), ("2", "missing"), ("4", "truncated")]
+    assert all(str(images[int(b.key)]) in b.detail for b in log)
+    with pytest.warns(BadImageWarning, match="notes.jpg: not an image"):  # no log given: a warning per image
+        assert lit.classify([good[0], notes], ["a", "b"])[1] is None
+    # Nothing readable: an error (the image's own for one, all of them named for several).
     with pytest.raises(BadImage, match="notes.jpg: not an image"):
-        lit.classify([tiny_lit_run["images"][0], bad], ["a", "b"])
+        lit.classify(notes, ["a", "b"])
+    with pytest.raises(ValueError, match="none of the 2 images.*notes.jpg: not an image.*missing.jpg: missing"):
+        lit.classify([notes, tmp_path / "missing.jpg"], ["a", "b"])
+
+
+def test_bad_input_is_named(lit, tiny_lit_run, tmp_path):
     data = tiny_lit_run["images"][0].read_bytes()
     with pytest.raises(BadImage, match="truncated"):
         lit.embed_images(data[: len(data) // 2])

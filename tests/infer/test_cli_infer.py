@@ -57,21 +57,41 @@ def test_classify_bad_input_exits_2(tiny_lit_run, capsys, args, message):
 
 
 def test_classify_names_the_bad_file(tiny_lit_run, photos, capsys):
+    # Nothing could be classified: exit 2 with the file named.
     assert main(["classify", "--model", str(tiny_lit_run["run"]), str(photos / "broken.png"), "--labels", "a,b"]) == 2
     assert "broken.png" in capsys.readouterr().err
     assert main(["classify", "--model", str(photos / "nope"), str(photos / "broken.png"), "--labels", "a,b"]) == 2
     assert "model directory not found" in capsys.readouterr().err
 
 
+def test_classify_skips_bad_files_and_goes_on(tiny_lit_run, photos, capsys):
+    run, good = str(tiny_lit_run["run"]), [str(p) for p in tiny_lit_run["images"][:2]]
+    broken, missing = str(photos / "broken.png"), str(photos / "missing.jpg")
+    args = ["classify", "--model", run, good[0], broken, good[1], missing, "--labels", "a,b"]
+    assert main([*args, "--json"]) == 0  # some images could be classified: exit 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in out] == [good[0], broken, good[1], missing]
+    assert out[0]["label"] in ("a", "b") and out[2]["label"] in ("a", "b") and "skipped" not in out[0]
+    reason = out[1].pop("skipped")  # the PNG signature, then garbage
+    assert out[1] == {"image": broken, "label": None, "scores": None} and reason.startswith(f"{broken}: truncated")
+    assert out[3] == {"image": missing, "label": None, "scores": None, "skipped": f"{missing}: missing"}
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert [line for line in printed.out.splitlines() if not line.startswith(" ")] == [good[0], good[1]]
+    assert printed.err.splitlines() == [f"skipped {reason}", f"skipped {missing}: missing"]
+
+
 def test_index_then_search_json(tiny_lit_run, photos, tmp_path, capsys):
     out = tmp_path / "photos.index"
-    assert main(["index", "--model", str(tiny_lit_run["run"]), str(photos), "--out", str(out), "--no-progress",
-                 "--workers", "0"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    summary = json.loads(lines[0])
+    args = ["index", "--model", str(tiny_lit_run["run"]), str(photos), "--out", str(out), "--no-progress",
+            "--workers", "0"]
+    assert main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)  # --json: the JSON alone
     assert summary["count"] == 10 and summary["n_bad"] == 1 and summary["backend"] == "exact"
     assert "broken.png" in (out / "features" / "bad_inputs.tsv").read_text()
-    assert lines[1] == f"skipped 1 bad images, listed in {summary['bad_inputs']}"
+    assert main(args) == 0  # the index is complete: it opens again; without --json, one summary line
+    assert capsys.readouterr().out.splitlines() == [
+        f"indexed 10 images of {photos} into {out} (exact search); skipped 1 bad images, listed in {summary['bad_inputs']}"]
 
     assert main(["search", "--index", str(out), "red above green", "-k", "4", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
@@ -95,9 +115,12 @@ def test_index_then_search_json(tiny_lit_run, photos, tmp_path, capsys):
 
 
 def test_export_cli(tiny_lit_run, tmp_path, capsys):
-    assert main(["export", "--model", str(tiny_lit_run["run"]), "--out", str(tmp_path / "e")]) == 0
-    out = json.loads(capsys.readouterr().out)
+    assert main(["export", "--model", str(tiny_lit_run["run"]), "--out", str(tmp_path / "e"), "--json"]) == 0
+    printed = capsys.readouterr()
+    out = json.loads(printed.out)
     assert out["out"] == str(tmp_path / "e") and out["hf_dual_encoder"] is None and out["hf_dual_encoder_skipped"]
+    # Why there is no transformers folder is said where it is seen, not only written in export.json.
+    assert printed.err.strip() == f"littune export: no transformers dual encoder: {out['hf_dual_encoder_skipped']}"
     assert main(["classify", "--model", str(tmp_path / "e"), str(tiny_lit_run["images"][0]), "--labels", "a,b",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] in ("a", "b")

@@ -171,3 +171,12 @@ def test_bad_study_configs_name_the_problem(tmp_path):
     bad.write_text("name: x\nsettings: {A: []}\nevals: {zs: {kind: zeroshot, images: somewhere}}\n")
     with pytest.raises(ConfigError, match="no setting 'B'"):
         run_study(load_study_config(bad), only=["B"], progress=False)
+
+
+def test_report_with_nothing_finished_says_so_and_exits_2(tmp_path, capsys):
+    out = tmp_path / "study"
+    cfg = _write_study(tmp_path / "tiny.yaml", {"csv": "pairs.csv", "flowers": "flowers"}, TWO, out)
+    assert main(["study", "--config", str(cfg), "--report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("littune study: error: no setting of") and "nothing to report" in err
+    assert not (out / "study.md").exists()

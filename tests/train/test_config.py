@@ -1,12 +1,14 @@
 """Experiment configs: typed keys, YAML files with `_base_`, dotted overrides, `littune train --print-config`."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from omegaconf import OmegaConf
 
 from littune.cli import main
 from littune.train import ConfigError, ExperimentConfig, load_config, to_yaml
-from littune.config import validate
+from littune.config import ConfigWarning, validate
 
 
 def test_defaults():
@@ -101,6 +103,20 @@ def test_validate_names_the_key(override, key):
     cfg = load_config(None, ["data.train=x.csv", override])
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         validate(cfg)
+
+
+def test_warmup_longer_than_training_is_a_stated_warning(capsys):
+    cfg = load_config(None, ["data.train=x.csv", "train.steps=10", "optim.warmup_steps=50"])
+    with pytest.warns(ConfigWarning, match=r"optim\.warmup_steps=50 > train\.steps=10: .* peaks at 20% of optim\.lr"):
+        validate(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(load_config(None, ["data.train=x.csv", "train.steps=50", "optim.warmup_steps=50"]))
+    # The command line says it in one line before going on (here to the missing data's error).
+    assert main(["train", "train.steps=10", "optim.warmup_steps=50"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("littune train: warning: optim.warmup_steps=50 > train.steps=10")
+    assert "data.train" in err[1]
 
 
 def test_validate_needs_training_data():

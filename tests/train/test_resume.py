@@ -52,6 +52,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     try:
         # A: uninterrupted, meanwhile, in this process.
         assert main(["train", *_overrides(run_a, cache, tower_weights, tokenizer_file)]) == 0
+        summary = capsys.readouterr().out.splitlines()  # without --json: one line a person reads
+        assert len(summary) == 1 and summary[0].startswith(f"trained {STEPS} steps in ") and str(run_a) in summary[0]
         wait_for_file(run_b / "checkpoints" / f"step_{EVERY:07d}", victim, "checkpoint")
         time.sleep(0.4)  # a few more steps (and metrics rows) past the checkpoint
         victim.send_signal(signal.SIGKILL)
@@ -76,9 +78,11 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop.Trainer, "train_step", counted)
-        assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume"]) == 0
-    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume", "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)  # --json: the JSON summary alone
     assert report["step"] == STEPS
+    assert f"resuming from step {stopped_at} of {STEPS}" in out.err  # it says that it resumed, and where
     assert ran == list(range(stopped_at, STEPS))  # started at the checkpoint, ran only what was left
     resumes = json.loads((run_b / "resumes.json").read_text())["resumes"]
     assert [r["step"] for r in resumes] == [stopped_at] and resumes[0]["changed"] == {}

@@ -1,0 +1,233 @@
+"""The text-side cache: a locked text tower's pooled features for every caption, computed once.
+
+With both towers locked (``LL``, the FuseMix / ShareLock setting) a training step is a few matrix
+products on two caches; the text tower itself never runs during training or evaluation.
+
+Layout (the image cache's rules: sharded, resumable, written atomically, a manifest last):
+    txt_emb/txt_emb_{k}.npy   (n_k, D) float16/float32 features of texts [k*S, (k+1)*S)
+    manifest.json             kind "text": tower, weight fingerprint, tokenizer fingerprint, context
+                              length, embed size, dtype, the texts' count and SHA-256, shards
+Texts are the captions of an image cache in its order (image rows, each image's captions in
+turn), so caption c of image row r is text row ``offsets[r] + c``. A cache made by another tower,
+tokenizer or context length is refused by name, and so is one made for other texts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .manifest import CacheMismatch
+from .writer import save_atomic, save_npy
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TextEmbedOptions:
+    shard_size: int = 50_000  # texts per shard (a shard of MiniLM features takes ~1-4 minutes here)
+    batch_size: int = 256
+    dtype: str = "float16"
+    engine: str = "auto"  # torch | openvino | onnx | auto (towers/engine.py)
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class TextManifest:
+    tower: str
+    fingerprint: str  # the text tower's weights
+    tokenizer: str  # the tokenizer's fingerprint (its definition and context length)
+    context_length: int
+    embed_dim: int
+    dtype: str
+    n_texts: int
+    texts_sha256: str
+    shard_size: int
+    shards: list[int] = field(default_factory=list)  # rows per finished shard
+    complete: bool = False
+    engine: str = ""
+    kind: str = "text"
+    format_version: int = FORMAT_VERSION
+
+    def write(self, folder: Path) -> None:
+        save_atomic(Path(folder) / MANIFEST, lambda p: p.write_text(json.dumps(asdict(self), indent=2)))
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "TextManifest":
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a text cache (no {MANIFEST})")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CacheMismatch(f"{path}: not valid JSON ({e}); delete {folder} to rebuild it") from None
+        if data.get("kind") != "text" or data.get("format_version") != FORMAT_VERSION:
+            raise CacheMismatch(f"{path}: not a littune text cache v{FORMAT_VERSION}")
+        return cls(**data)
+
+    def identity(self) -> dict[str, Any]:
+        return {"tower": self.tower, "fingerprint": self.fingerprint, "tokenizer": self.tokenizer,
+                "context_length": self.context_length, "embed_dim": self.embed_dim}
+
+    @property
+    def n_shards(self) -> int:
+        return (self.n_texts + self.shard_size - 1) // self.shard_size
+
+
+def tower_identity(tower) -> dict[str, Any]:
+    """What a text cache must have been made by: the tower's name, weights, tokenizer, context length."""
+    return {"tower": tower.name, "fingerprint": tower.fingerprint(), "tokenizer": tower.tokenizer.fingerprint(),
+            "context_length": tower.context_length, "embed_dim": tower.embed_dim}
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _shard_path(out: Path, k: int) -> Path:
+    return out / "txt_emb" / f"txt_emb_{k}.npy"
+
+
+def _refuse(where: Path, diffs: list[str], what: str) -> None:
+    if diffs:
+        raise CacheMismatch(f"text cache {where} was made {what}, refusing to use it:\n  " + "\n  ".join(diffs)
+                            + f"\ndelete it (or choose another folder) to re-embed")
+
+
+def _embed_texts(run, tower, texts: list[str], opts: TextEmbedOptions, bar) -> np.ndarray:
+    """(n,) texts -> (n, D) features, in length-sorted batches (little padding), back in order."""
+    tok = tower.tokenizer(texts)  # (n, T) padded to the longest text
+    ids, mask = tok["input_ids"].long(), tok["attention_mask"].long()
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths, stable=True)
+    out = np.empty((len(texts), tower.embed_dim), np.float32)
+    for i in range(0, len(texts), opts.batch_size):
+        idx = order[i:i + opts.batch_size]
+        L = int(lengths[idx].max())  # right padding: the first L positions hold every token
+        out[idx.numpy()] = run(ids[idx, :L].numpy(), mask[idx, :L].numpy())
+        if bar is not None:
+            bar.update(len(idx))
+    return out
+
+
+def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOptions | None = None) -> "TextCache":
+    """Embed ``texts`` with the locked text ``tower`` into ``out``, resuming finished shards."""
+    opts = opts or TextEmbedOptions()
+    out, texts = Path(out), list(texts)
+    manifest = TextManifest(**tower_identity(tower), dtype=opts.dtype, n_texts=len(texts),
+                            texts_sha256=texts_sha256(texts), shard_size=opts.shard_size)
+    try:
+        old = TextManifest.read(out)
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        _refuse(out, [f"{k}: cache has {old.identity()[k]!r}, tower has {v!r}"
+                      for k, v in manifest.identity().items() if old.identity()[k] != v], "by another text tower")
+        _refuse(out, [f"{k}: {getattr(old, k)!r} -> {getattr(manifest, k)!r}"
+                      for k in ("dtype", "n_texts", "texts_sha256", "shard_size") if getattr(old, k) != getattr(manifest, k)],
+                "for other texts or settings")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest.write(out)
+    todo = [k for k in range(manifest.n_shards) if not _shard_path(out, k).is_file()]
+    if todo:
+        from ..towers.engine import text_engine
+
+        engine = text_engine(tower, opts.engine, threads=opts.threads or torch.get_num_threads())
+        manifest.engine = engine.name
+    else:
+        manifest.engine = old.engine if old else ""
+    n_todo = sum(len(texts[k * opts.shard_size:(k + 1) * opts.shard_size]) for k in todo)
+    bar = tqdm(total=n_todo, unit="text", desc=f"embed texts {tower.name}", disable=not opts.progress,
+               dynamic_ncols=True)
+    for k in todo:
+        shard = texts[k * opts.shard_size:(k + 1) * opts.shard_size]
+        feats = _embed_texts(engine, tower, shard, opts, bar).astype(opts.dtype)
+        save_atomic(_shard_path(out, k), lambda p: save_npy(p, feats))
+    bar.close()
+    manifest.shards = [int(np.load(_shard_path(out, k), mmap_mode="r").shape[0]) for k in range(manifest.n_shards)]
+    manifest.complete = True
+    manifest.write(out)
+    return TextCache(out)
+
+
+class TextCache:
+    """A finished text cache: rows by index as float32, memory-mapped."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = m = TextManifest.read(self.folder)
+        if not m.complete:
+            raise CacheMismatch(f"{self.folder}: text embedding did not finish; run the same command again")
+        self._shards = [np.load(_shard_path(self.folder, k), mmap_mode="r") for k in range(m.n_shards)]
+        counts = [len(s) for s in self._shards]
+        if sum(counts) != m.n_texts or any(s.shape[1:] != (m.embed_dim,) for s in self._shards):
+            raise CacheMismatch(f"{self.folder}: shards hold {counts} rows of width "
+                                f"{[s.shape[1:] for s in self._shards]}, the manifest says {m.n_texts} x {m.embed_dim}; "
+                                "delete the folder to re-embed")
+        self._starts = np.cumsum([0] + counts)
+
+    def __len__(self) -> int:
+        return self.manifest.n_texts
+
+    def rows(self, index: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """(len(index), D) float32."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), self.manifest.embed_dim), np.float32)
+        shard_of = np.searchsorted(self._starts, index, side="right") - 1
+        for s in np.unique(shard_of):
+            sel = np.nonzero(shard_of == s)[0]
+            out[sel] = self._shards[s][index[sel] - self._starts[s]]
+        return torch.from_numpy(out)
+
+    def all(self) -> torch.Tensor:
+        return self.rows(np.arange(len(self)))
+
+    def check(self, tower, texts: Sequence[str] | None = None) -> None:
+        """Refuse the cache unless ``tower`` made it (and, given ``texts``, made it for these texts)."""
+        have, want = self.manifest.identity(), tower_identity(tower)
+        _refuse(self.folder, [f"{k}: cache has {have[k]!r}, tower has {want[k]!r}" for k in want if have[k] != want[k]],
+                "by another text tower, tokenizer or context length")
+        if texts is not None:
+            texts = list(texts)
+            diffs = []
+            if len(texts) != self.manifest.n_texts:
+                diffs.append(f"n_texts: cache has {self.manifest.n_texts}, data has {len(texts)}")
+            elif texts_sha256(texts) != self.manifest.texts_sha256:
+                diffs.append("texts: same count, other captions (SHA-256 differs)")
+            _refuse(self.folder, diffs, "for other texts")
+
+
+def ensure_text_cache(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOptions | None = None) -> TextCache:
+    """The text cache at ``out`` if it is complete and made by ``tower`` for ``texts``; else embed it."""
+    try:
+        cache = TextCache(out)
+    except (FileNotFoundError, CacheMismatch):
+        cache = None
+    if cache is None:
+        cache = embed_texts(texts, tower, out, opts)
+    cache.check(tower, texts)
+    return cache
+
+
+def text_cache_dir(image_cache: str | Path, tower) -> Path:
+    """Where the text cache of an image cache's captions lives: inside it, one folder per tower."""
+    ident = tower_identity(tower)
+    digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+    slug = "".join(c if c.isalnum() else "_" for c in tower.name)
+    return Path(image_cache) / "text" / f"{slug}-{digest}"
+
+
+__all__ = ["TextEmbedOptions", "TextManifest", "TextCache", "embed_texts", "ensure_text_cache", "text_cache_dir",
+           "texts_sha256"]
