@@ -133,7 +133,7 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two, mon
 def test_two_processes_train_the_one_process_model(setup):
     """Without dropout (its masks are drawn per process: 2 x 8 rows are not 1 x 16), the same model."""
     root, boot, overrides = setup
-    launched = Launched(torchrun(boot, ["train", *overrides(root / "two_plain", dropout=0.0)]), root / "two_plain")
+    launched = Launched(torchrun(boot, ["train", *overrides(root / "two_plain", dropout=0.0), "--json"]), root / "two_plain")
     try:
         summary = Trainer(load_config(None, overrides(root / "one", dropout=0.0))).fit()  # here, 1 process, meanwhile
         two = _two(launched)

@@ -192,7 +192,7 @@ def test_output_folder_and_tampering(tmp_path, capsys):
     args = ["export", "--model", str(run), "--out", str(out), "--format", "open_clip"]
     assert main(args) == 2 and "not empty" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"  # refused: nothing touched
-    assert main([*args, "--force"]) == 0
+    assert main([*args, "--force", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["open_clip"] == f"local-dir:{out}" and not (out / "notes.txt").exists()
     with pytest.raises(FileExistsError, match="the model itself"):  # --force never deletes the model it reads
