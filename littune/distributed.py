@@ -7,7 +7,9 @@ loss, with or without the local loss (tested with 2 real processes, every parame
 """
 from __future__ import annotations
 
+import datetime
 import os
+import re
 
 import torch
 import torch.distributed as dist
@@ -72,17 +74,45 @@ def local_offset(local_batch: int) -> int:
     return rank() * local_batch
 
 
-def init_from_env() -> bool:
+def init_from_env(timeout_s: float | None = None) -> bool:
     """Initialise the process group when launched by torchrun: gloo for CPU tensors and, where
-    CUDA is available, NCCL for GPU tensors (one process per GPU, chosen by LOCAL_RANK)."""
+    CUDA is available, NCCL for GPU tensors (one process per GPU, chosen by LOCAL_RANK).
+
+    ``timeout_s`` bounds how long one collective waits for the other processes (torch's default: 30
+    minutes): past it the collective raises instead of hanging on a dead or stuck peer."""
     if "RANK" not in os.environ or is_distributed():
         return is_distributed()
+    kw = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("cpu:gloo,cuda:nccl")
+        dist.init_process_group("cpu:gloo,cuda:nccl", **kw)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", **kw)
     return True
+
+
+class PeerLost(ConnectionError):
+    """A collective failed: another process of the run died, dropped its connection or hung past the
+    process group's timeout. The message says so and how to go on."""
+
+
+# What gloo and NCCL say when a peer is gone; torch raises some of these as plain RuntimeErrors.
+_PEER_SIGNS = ("gloo", "NCCL", "Connection reset", "Connection closed", "connection closed", "Broken pipe",
+               "Timed out", "timed out", "Socket Timeout")
+
+
+def is_peer_failure(e: BaseException) -> bool:
+    """Whether ``e`` is a failed collective (a lost or hung peer) rather than a bug."""
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(e, RuntimeError) and is_distributed() and any(s in str(e) for s in _PEER_SIGNS)
+
+
+def first_line(e: BaseException) -> str:
+    """The gist of a gloo/NCCL error: its first sentence, without the source-file prefix."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    line = re.sub(r"^\[[^\]]*\]\s*", "", line)  # "[.../gloo/transport/tcp/pair.cc:545] Read error ..."
+    return line.split(". ")[0][:200]
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import missing
+
 # Belt and braces: any accidental hub lookup fails fast instead of reaching the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,7 +27,7 @@ def shared_data() -> Path:
     """The real-data folder: ``$LITTUNE_SHARED_DATA`` if set, else ``<repo>/../shared/data``."""
     folder = Path(os.environ.get("LITTUNE_SHARED_DATA") or DEFAULT_SHARED_DATA).resolve()
     if not folder.is_dir():
-        pytest.skip(f"shared real data not found at {folder} (set LITTUNE_SHARED_DATA to its folder)")
+        missing(f"shared real data not found at {folder} (set LITTUNE_SHARED_DATA to its folder)")
     return folder
 
 

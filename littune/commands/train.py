@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .base import add_json, add_progress, command
 
@@ -28,6 +29,7 @@ def _train(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
+        from ..config.experiment import check_range
         from ..train import load_config, to_yaml, train
 
         overrides = [*a.overrides, *(["train.progress=false"] if a.no_progress else [])]
@@ -35,8 +37,20 @@ def _train(p: argparse.ArgumentParser):
         if a.print_config:
             print(to_yaml(cfg), end="")
             return 0
-        distributed.init_from_env()
-        summary = train(cfg, resume=a.resume)
+        check_range(cfg, "train.collective_timeout_s", ("open", 0.0), None)  # the process group's timeout
+        distributed.init_from_env(timeout_s=cfg.train.collective_timeout_s)
+        try:
+            summary = train(cfg, resume=a.resume)
+        except Exception as e:
+            if not distributed.is_peer_failure(e):
+                raise
+            from ..runs import latest_checkpoint
+
+            last = latest_checkpoint(Path(cfg.train.out_dir))
+            raise distributed.PeerLost(
+                f"lost contact with another process of this run ({distributed.first_line(e)})\n  a process or "
+                f"node stopped, or hung longer than train.collective_timeout_s={cfg.train.collective_timeout_s:g}; "
+                f"last checkpoint: {last or 'none'}: start every node again with --resume") from e
         if distributed.is_main():
             print(json.dumps({"run_dir": cfg.train.out_dir, **summary}) if a.json
                   else summary_line(cfg.train.out_dir, summary))

@@ -11,10 +11,11 @@ with the key named. A YAML file may start from another with ``_base_: other.yaml
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Tuple, Union
 
 from ..model import ModelConfig
 from .loader import ConfigError, ConfigWarning, load_structured
@@ -78,6 +79,10 @@ class TrainConfig:
     mixup: float = 0.0  # latent mixup (FuseMix): Beta(a, a) coefficient per pair, shared by both sides (0: off)
     init_from: Optional[str] = None  # a run folder to warm-start from (train/warm_start.py)
     init_parts: list[str] = field(default_factory=lambda: ["image_head", "text_head", "logit_scale", "logit_bias"])
+    # torchrun: how long a process waits in one collective for the others before the run stops with an
+    # error (a dead or hung peer never hangs the run). Longer than rank 0's longest evaluation (the others
+    # wait for it at the next step). A peer that dies outright is noticed at once.
+    collective_timeout_s: float = 1800.0
 
 
 @dataclass
@@ -127,8 +132,8 @@ def validate(cfg: ExperimentConfig) -> None:
     for name, spec in cfg.evals.items():
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")
-    if cfg.train.mixup < 0 or cfg.train.mixup != cfg.train.mixup:
-        raise ConfigError(f"train.mixup must be >= 0 (a Beta(a, a) parameter; 0: off), got {cfg.train.mixup}")
+    for key, low, high in _RANGES:
+        check_range(cfg, key, low, high)
     if cfg.train.mixup and cfg.train.grad_cache_chunk:
         raise ConfigError("train.mixup mixes pairs across the whole batch, which the gradient cache's text "
                           "chunks cannot do: set train.grad_cache_chunk=0 or train.mixup=0")
@@ -139,3 +144,46 @@ def validate(cfg: ExperimentConfig) -> None:
                       "for the full schedule", ConfigWarning, stacklevel=2)
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")
+    if cfg.model.text.dropout and cfg.model.text.name != "scratch":
+        raise ConfigError(f"model.text.dropout applies to the scratch text tower only (model.text.name="
+                          f"'{cfg.model.text.name}' keeps its own dropout); set it to 0")
+
+
+# key, lowest, highest: a number is refused unless finite and within [low, high]; an end given as
+# ("open", x) excludes x. None: no bound on that side.
+Bound = Union[float, Tuple[str, float], None]
+_RANGES: list[tuple[str, Bound, Bound]] = [
+    ("model.init_temperature", ("open", 0.0), None), ("model.init_bias", None, None),
+    ("model.embed_dim", 1, None), ("model.image.crop_pct", ("open", 0.0), 1.0),
+    ("model.image.lr_mult", 0.0, None), ("model.text.lr_mult", 0.0, None),
+    ("model.image.locked_blocks", 0, None), ("model.text.locked_blocks", 0, None),
+    ("model.image.head_dropout", 0.0, ("open", 1.0)), ("model.text.head_dropout", 0.0, ("open", 1.0)),
+    ("model.text.dropout", 0.0, ("open", 1.0)), ("model.text.context_length", 1, None),
+    ("optim.lr", ("open", 0.0), None), ("optim.weight_decay", 0.0, None),
+    ("optim.beta1", 0.0, ("open", 1.0)), ("optim.beta2", 0.0, ("open", 1.0)), ("optim.eps", ("open", 0.0), None),
+    ("optim.warmup_steps", 0, None), ("optim.min_lr_ratio", 0.0, 1.0), ("optim.grad_clip", 0.0, None),
+    ("optim.scale_lr_mult", 0.0, None), ("optim.head_lr_mult", 0.0, None),
+    ("train.log_every", 1, None), ("train.eval_every", 0, None), ("train.ckpt_every", 0, None),
+    ("train.keep_checkpoints", 0, None), ("train.threads", 0, None), ("train.grad_cache_chunk", 0, None),
+    ("train.collective_timeout_s", ("open", 0.0), None), ("train.mixup", 0.0, None),
+    ("data.views", 0, None), ("data.num_workers", 0, None), ("data.stream_buffer", 1, None),
+    ("data.embed_batch_size", 1, None),
+]
+
+
+def check_range(cfg: Any, key: str, low: Bound, high: Bound) -> None:
+    """Refuse a non-finite or out-of-range number at dotted ``key`` of ``cfg``, naming the key."""
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    if value is None:  # optional (e.g. model.embed_dim: the image tower's size)
+        return
+    lo_open, lo = (True, low[1]) if isinstance(low, tuple) else (False, low)
+    hi_open, hi = (True, high[1]) if isinstance(high, tuple) else (False, high)
+    ok = math.isfinite(value) and (lo is None or (value > lo if lo_open else value >= lo)) and (
+        hi is None or (value < hi if hi_open else value <= hi))
+    if not ok:
+        want = " and ".join(w for w in (
+            None if lo is None else f"{'>' if lo_open else '>='} {lo}",
+            None if hi is None else f"{'<' if hi_open else '<='} {hi}") if w)
+        raise ConfigError(f"{key}={value} is not allowed: it must be a finite number{' ' + want if want else ''}")

@@ -10,10 +10,15 @@ run one evaluator by its options, for scripts and notebooks.
 """
 from __future__ import annotations
 
+import contextlib
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
+import torch
 
 from ..config import ConfigError, ExperimentConfig
 from ..model import LiTModel
@@ -70,15 +75,33 @@ class EvalSuite:
 
     def run(self, model: LiTModel, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         out = {}
-        for name in names if names is not None else list(self.evals):
-            t0 = time.perf_counter()
-            out[name] = {**self.evals[name].evaluator.run(model), "eval_s": round(time.perf_counter() - t0, 2)}
+        with isolated_rng():  # a training run's weights never depend on what its evaluations did or cached
+            for name in names if names is not None else list(self.evals):
+                t0 = time.perf_counter()
+                out[name] = {**self.evals[name].evaluator.run(model), "eval_s": round(time.perf_counter() - t0, 2)}
         return out
 
     def scalars(self, results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         """``{name/metric: value}`` for the metrics each evaluator reports as scalars."""
         return {f"{name}/{k}": m[k] for name, m in results.items()
                 for k in self.evals[name].evaluator.scalars if k in m}
+
+
+@contextlib.contextmanager
+def isolated_rng():
+    """Run a block without moving the caller's random streams (torch CPU and GPU, numpy, Python).
+
+    Evaluations draw random numbers (a DataLoader's base seed when a cache must be embedded, seeded
+    decoding): inside training, those draws would shift the dropout masks of every later step, so
+    the same command and seed would train another model depending on whether a cache existed."""
+    py, npy = random.getstate(), np.random.get_state()
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=gpus):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
 
 
 def _run(kind: str, model, options: dict, cache_root, progress) -> dict:

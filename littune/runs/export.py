@@ -1,6 +1,6 @@
 """The export folder format: a self-contained model folder that ``littune.load`` reads without the run.
 
-    export.json          format, where it came from, the towers' fingerprints, the other files' hashes
+    export.json          format, where it came from, every weight group's fingerprint, the other files' hashes
     config.yaml          the run's experiment config (tower sources are rewritten at load time)
     model.safetensors    every weight, the locked image tower's too (a run leaves those out)
     model_info.json      fingerprints, as in a run directory
@@ -23,12 +23,13 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import ExperimentConfig, load_config, to_yaml
 from ..model import LiTModel
 from ..towers.tuning import merge_lora
 from .files import CONFIG_FILE, EXPORT_FILE, INFO_FILE, MODEL_FILE, TOKENIZER_DIR
+from .weights import WeightsError, check_fingerprints, check_shapes, compare_fingerprints, read_json, read_weights
 FORMAT = "littune-export"
 FORMAT_VERSION = 1
 
@@ -120,11 +121,17 @@ def write_export(model: LiTModel, cfg: ExperimentConfig, folder: Path, source: s
 
 
 def read_export_meta(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / EXPORT_FILE).read_text())
+    meta = read_json(Path(folder) / EXPORT_FILE, EXPORT_FILE)
+    if not isinstance(meta.get("fingerprints"), dict):
+        raise WeightsError(f"{Path(folder) / EXPORT_FILE} holds no fingerprints: the export cannot be verified")
+    return meta
 
 
-def load_export(folder: str | Path) -> tuple[LiTModel, ExperimentConfig]:
-    """(model in eval mode, config) from an export folder; nothing outside it is read."""
+def load_export(folder: str | Path, check: bool = True) -> tuple[LiTModel, ExperimentConfig]:
+    """(model in eval mode, config) from an export folder; nothing outside it is read.
+
+    Every weight group's fingerprint is recomputed and compared with export.json's; ``check=False``
+    loads without refusing a mismatch (``littune verify`` reports it instead)."""
     folder = Path(folder)
     meta = read_export_meta(folder)
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
@@ -141,17 +148,15 @@ def load_export(folder: str | Path) -> tuple[LiTModel, ExperimentConfig]:
     tokenizer = str(folder / TOKENIZER_DIR) if txt.name == "scratch" else None
     model = build_cfg.model.build(tokenizer=tokenizer)
     model.image.name, model.text.name = meta["image"]["name"], meta["text"]["name"]
-    state = load_file(str(folder / MODEL_FILE))
+    state = read_weights(folder / MODEL_FILE)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(f"{folder / MODEL_FILE} does not fit the model in its config.yaml: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise WeightsError(f"{folder / MODEL_FILE} does not fit the model in its config.yaml: "
+                           f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    check_shapes(model, state, folder / MODEL_FILE)
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
-    have = model.fingerprints()
-    for tower, want in meta["fingerprints"].items():
-        if have[tower] != want:
-            raise ValueError(f"{folder}: the {tower} tower's weights do not match the export's fingerprint "
-                             f"({have[tower]} != {want}); the folder is damaged")
+    if check:
+        check_fingerprints(compare_fingerprints(model, meta["fingerprints"]), folder)
     return model.eval(), cfg

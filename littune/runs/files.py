@@ -6,7 +6,9 @@
     RUN/summary.json           steps, training time, final metrics
     RUN/metrics.jsonl          one JSON object per logged step (training and evaluations)
     RUN/cache_manifest.json    the training cache's manifest (the data the run saw)
-    RUN/checkpoints/step_N/    model.safetensors + state.pt (optimiser, scheduler, RNGs, step)
+    RUN/checkpoints/step_N/    model.safetensors, model_info.json, state.pt (optimiser, scheduler, RNGs,
+                               step), config.yaml + cache_manifest.json as they were (what --resume checks)
+    RUN/resumes.json           each resume: the step, the checkpoint, the settings changed
     RUN/tokenizer/             a scratch text tower's own vocabulary
     RUN/report/                report.md, metrics.json and plots
     EXPORT/export.json         marks an export folder (see runs/export.py)
@@ -26,3 +28,4 @@ TOKENIZER_DIR = "tokenizer"
 REPORT_DIR = "report"
 BAD_INPUTS_FILE = "bad_inputs.tsv"
 EXPORT_FILE = "export.json"
+RESUMES_FILE = "resumes.json"

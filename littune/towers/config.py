@@ -84,12 +84,13 @@ class TextTowerConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
+    dropout: float = 0.0  # encoder dropout while training (attention weights, residual branches)
 
     def build(self, tokenizer: Any = None) -> TextTower:
         kw: dict[str, Any] = dict(pooling=self.pooling, context_length=self.context_length)
         if self.name == "scratch":
             kw.update(tokenizer=tokenizer or self.tokenizer, width=self.width, depth=self.depth,
-                      heads=self.heads, mlp_ratio=self.mlp_ratio)
+                      heads=self.heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout)
         tower = create_text_tower(self.name, pretrained=self.pretrained, lock=self.lock,
                                   locked_blocks=self.locked_blocks, **kw)
         record_base(tower, self.pretrained)  # before any adapter changes the state's layout

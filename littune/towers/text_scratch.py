@@ -4,12 +4,13 @@ The tokenizer is either trained on the training captions (WordPiece, with the ``
 library) or taken from a packaged vocabulary (``minilm``: the 30,522-token WordPiece vocabulary of
 the MiniLM package). The encoder is a pre-norm transformer built from torch's own layers; its
 pooling is first token, last token, mean, max, or attention (a learned query, as in LiT/SigLIP's
-MAP head).
+MAP head); ``dropout`` is the encoder layers' dropout (attention weights and residual branches).
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -46,13 +47,37 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> "tokenizers
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
-    # Known limit: tokenizers' trainer breaks frequency ties in hash order, so two trainings on the
-    # same captions may differ slightly; a run keeps its tokenizer, so resuming is unaffected.
+    # Deterministic training: the trainer breaks frequency ties by token id, and gives the
+    # word-continuing pieces ("##a") their ids in hash order, so two trainings on the same captions
+    # could pick different merges. We count the words ourselves (one pass, memory per distinct
+    # word), name every continuing piece up front in sorted order (fixing every id, so every tie),
+    # and hand the trainer the counts: the same captions in any order give the same vocabulary.
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(t)))
+    fixed = [f"##{c}" for c in sorted({c for w in counts for c in w[1:]})]
+
+    def words() -> Iterator[str]:  # each distinct word as often as it occurs, a few thousand per string
+        for w in sorted(counts):
+            for i in range(0, counts[w], 4096):
+                yield " ".join([w] * min(4096, counts[w] - i))
+
+    tok.train_from_iterator(words(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special + fixed,
+                                                                    show_progress=False))
+    tok = _unmark_special(tok, set(fixed))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")),
                                                  ("[SEP]", tok.token_to_id("[SEP]"))])
     return tok
+
+
+def _unmark_special(tok: "tokenizers.Tokenizer", pieces: set[str]) -> "tokenizers.Tokenizer":  # noqa: F821
+    """The fixed continuing pieces as ordinary vocabulary again (the trainer made them special tokens)."""
+    import json
+
+    state = json.loads(tok.to_str())
+    state["added_tokens"] = [t for t in state["added_tokens"] if t["content"] not in pieces]
+    return type(tok).from_str(json.dumps(state))
 
 
 def load_tokenizer(spec: str, context_length: int) -> Tokenizer:
@@ -112,6 +137,7 @@ class ScratchTextTower(TextTower):
 
 def create_scratch(*, pretrained: bool = False, tokenizer: str | Tokenizer = "minilm", context_length: int = 32,
              width: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
-             pooling: str = "mean", **_: Any) -> ScratchTextTower:
+             pooling: str = "mean", dropout: float = 0.0, **_: Any) -> ScratchTextTower:
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, context_length)
-    return ScratchTextTower(tok, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio, pooling=pooling)
+    return ScratchTextTower(tok, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio, pooling=pooling,
+                            dropout=dropout)

@@ -82,15 +82,16 @@ class _LiveBatchDataset(Dataset):
 
     def __getitem__(self, step: int) -> dict:
         rows, cap, _ = self.schedule.batch(step)
-        torch.manual_seed(self.schedule.seed * 7919 + step)  # augmentation depends on the step only
         pixels, captions, bad = [], [], []
-        for r, c in zip(rows, cap):
-            item = self.items[r]
-            try:
-                pixels.append(self.transform(load_image(item.image, name=item.key)))
-                captions.append(item.captions[c])
-            except BadImage as e:
-                bad.append((item.key, item.image_path, e.reason, str(e)))
+        with torch.random.fork_rng(devices=[]):  # without workers this runs in the trainer: keep its RNG
+            torch.manual_seed(self.schedule.seed * 7919 + step)  # augmentation depends on the step only
+            for r, c in zip(rows, cap):
+                item = self.items[r]
+                try:
+                    pixels.append(self.transform(load_image(item.image, name=item.key)))
+                    captions.append(item.captions[c])
+                except BadImage as e:
+                    bad.append((item.key, item.image_path, e.reason, str(e)))
         return {"pixels": torch.stack(pixels) if pixels else None, "captions": captions, "bad": bad}
 
 
@@ -102,8 +103,11 @@ class LiveBatches:
         self.dataset = _LiveBatchDataset(items, schedule, transform)
 
     def iterate(self, start: int, stop: int) -> Iterator[dict]:
+        # Its own generator: drawing the workers' base seed from the global one would shift the
+        # dropout masks after a resume (the loader starts at another point of the stream).
         loader = DataLoader(self.dataset, batch_size=None, sampler=range(start, stop),
-                            num_workers=self.num_workers, prefetch_factor=2 if self.num_workers else None)
+                            num_workers=self.num_workers, prefetch_factor=2 if self.num_workers else None,
+                            generator=torch.Generator().manual_seed(self.schedule.seed))
         yield from loader
 
 

@@ -31,6 +31,7 @@ from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
 from ..evaluate.summary import build_report
 from .metrics_log import MetricsLog
+from .resume import check_resume
 from .step import StepForward, grad_cache_step, mixup_draw, plain_step
 
 
@@ -74,6 +75,7 @@ class Trainer:
         if not resume and latest_checkpoint(self.run_dir) is not None:
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another train.out_dir")
+        resumed = check_resume(self.run_dir, cfg) if resume else None  # refuses settings that change training
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(t.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -91,6 +93,8 @@ class Trainer:
         elif self.cached:
             cache = open_cache(cfg.data, image_tower, "train", progress=t.progress)
             captions = cache.captions
+            if resumed:
+                resumed.check_data(cache.folder)  # the data the checkpoint was trained on, or a refusal
             keep_cache_manifest(self.run_dir, cache.folder)
         else:
             items = live_items(cfg.data)
@@ -139,19 +143,20 @@ class Trainer:
         self.step = 0
         self.train_s = 0.0  # wall time spent in training steps (data included), summed over resumes
         self.setup_s = time.perf_counter() - started  # towers, caches (embedding what is missing), optimiser
-        if resume:
-            ckpt = latest_checkpoint(self.run_dir)
-            if ckpt is not None:
-                state = load_checkpoint(ckpt, self.model, self.optimizer, self.scheduler)
-                self.step = int(state["step"])
-                self.train_s = float(state.get("train_s", 0.0))
-                if self.main:  # say what happened: the run continues, it does not start over
-                    print(f"resuming from step {self.step} of {t.steps} ({ckpt})", file=sys.stderr, flush=True)
+        if resumed:
+            state = load_checkpoint(resumed.checkpoint, self.model, self.optimizer, self.scheduler)
+            self.step = int(state["step"])
+            self.train_s = float(state.get("train_s", 0.0))
+            if self.main:  # say what happened: the run continues, it does not start over
+                print(f"resuming from step {self.step} of {t.steps} ({resumed.checkpoint})", file=sys.stderr,
+                      flush=True)
         # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
         suite = EvalSuite.from_config(cfg, progress=t.progress)
         self.suite = suite if self.main and len(suite) else None
         if self.main:
             write_config(self.run_dir, cfg)
+            if resumed:
+                resumed.record(self.run_dir, self.step)  # resumes.json: from which step, which keys changed
         self.log = MetricsLog(self.run_dir, resume_step=self.step) if self.main else None
         self.n_bad = 0
 

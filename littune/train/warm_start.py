@@ -7,18 +7,18 @@ bias; add ``text`` to continue from the source's trained text tower too).
 
 The source must have been trained on the same towers: every tower whose weights are not copied
 must have the fingerprint the source recorded (model_info.json), and every copied tensor must have
-the same shape, so heads never meet features they were not trained on.
+the same shape, so heads never meet features they were not trained on. What is copied is proven to
+be what the source recorded: each copied group's fingerprint is compared with its model_info.json.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-
 from ..config import ConfigError
 from ..model import LiTModel
 from ..runs import read_info
+from ..runs.weights import read_weights
 from ..runs.files import MODEL_FILE
 
 PARTS = ("image_head", "text_head", "logit_scale", "logit_bias", "text", "image")
@@ -33,7 +33,7 @@ def warm_start(model: LiTModel, run: str | Path, parts: list[str]) -> dict[str, 
     info = read_info(run)
     if not (run / MODEL_FILE).is_file() or info is None:
         raise ConfigError(f"train.init_from={run}: not a finished littune run (needs {MODEL_FILE} and model_info.json)")
-    state = load_file(str(run / MODEL_FILE))
+    state = read_weights(run / MODEL_FILE)
     have = model.fingerprints()
     for tower in ("image", "text"):
         if tower in parts:
@@ -59,4 +59,10 @@ def warm_start(model: LiTModel, run: str | Path, parts: list[str]) -> dict[str, 
                                       "use a run with the same model settings")
                 own[k].copy_(state[k])
             copied[part] = names
+    have = model.fingerprints()
+    changed = [p for p in parts if info["fingerprints"].get(p, have[p]) != have[p]]
+    if changed:
+        raise ConfigError(f"train.init_from={run}: its weights of {', '.join(changed)} differ from the fingerprints "
+                          f"its model_info.json recorded: the run was changed or damaged after training "
+                          f"(`littune verify {run}` shows every group)")
     return copied

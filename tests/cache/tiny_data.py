@@ -57,6 +57,15 @@ def make_dataset(folder: Path, n: int, seed: int = 0) -> Path:
     return write_csv(folder / "data.csv", [(f"images/{name}", cap) for name, cap in rows])
 
 
+def make_cache(root: Path, n: int, weights: Path, seed: int = 0) -> Path:
+    """``make_dataset(root / "data", n)`` embedded by the tiny tower into ``root / "cache"``."""
+    from littune.cache import EmbedOptions, embed
+
+    csv = make_dataset(root / "data", n, seed=seed)
+    embed(str(csv), load_tower(weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
+    return root / "cache"
+
+
 def save_tower_weights(path: Path, seed: int = 0, name: str = TOWER) -> Path:
     """Random-init weights of ``name`` in a safetensors file (a stand-in for pre-trained weights)."""
     import torch

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import missing
+
 # tests/data/conftest.py -> parents[2] is the repo root; the shared data sits beside the repo.
 DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -20,7 +22,7 @@ def shared_data_dir() -> Path:
 def shared_data() -> Path:
     folder = shared_data_dir()
     if not folder.is_dir():
-        pytest.skip(f"real data not found at {folder} (set LITTUNE_SHARED_DATA to its folder)")
+        missing(f"real data not found at {folder} (set LITTUNE_SHARED_DATA to its folder)")
     return folder
 
 
@@ -28,5 +30,5 @@ def shared_data() -> Path:
 def flickr8k_root(shared_data: Path) -> Path:
     folder = shared_data / "flickr8k"
     if not (folder / "captions.csv").is_file():
-        pytest.skip(f"Flickr8k not found at {folder}")
+        missing(f"Flickr8k not found at {folder}")
     return folder

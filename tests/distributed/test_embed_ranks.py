@@ -44,9 +44,21 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL torchrun and its workers (they share the session it was started in)."""
+    """SIGKILL torchrun and every process under it. Its workers run in sessions of their own (torch's
+    launcher starts each with start_new_session), so killing torchrun's group alone would leave them
+    running on, orphaned, to finish the job: the test would then resume a run that was never stopped."""
+    import psutil
+
+    try:
+        workers = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    for w in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            w.kill()
+    psutil.wait_procs(workers, timeout=30)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
 

@@ -1,6 +1,9 @@
 """`littune train` under a 2-process torchrun: killed after a checkpoint and resumed with 2
 processes it ends bit-identical to an uninterrupted 2-process run; checkpoints and metrics are
-written once (by rank 0); and 2 processes train the same model as 1 on the same global batch."""
+written once (by rank 0); and 2 processes train the same model as 1 on the same global batch.
+
+The text tower has dropout (the restored random state matters), and each resumed process is shown
+to start at the checkpoint's step and run only the steps after it (LITTUNE_TEST_STEP_LOG)."""
 from __future__ import annotations
 
 import json
@@ -11,13 +14,32 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from littune.cache import EmbedOptions, embed
 from littune.train import Trainer, load_config
 from littune.runs import list_checkpoints
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
-from tests.cache.tiny_data import _BOOT, load_tower, make_dataset, model_overrides, wait_for_file
+from tests.cache.tiny_data import _BOOT, make_cache, model_overrides, wait_for_file
 from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
+
+# Prepended to the CLI boot script: each process appends the index of every step it trains to
+# $LITTUNE_TEST_STEP_LOG.<rank> (changes no result).
+STEP_LOG = """
+import os
+if os.environ.get("LITTUNE_TEST_STEP_LOG"):
+    import littune.train.loop as _loop
+    _step = _loop.Trainer.train_step
+    def _logged(self, batch):
+        with open(f"{os.environ['LITTUNE_TEST_STEP_LOG']}.{self.rank}", "a") as f:
+            f.write(f"{self.step}\\n")
+        return _step(self, batch)
+    _loop.Trainer.train_step = _logged
+"""
+
+
+def steps_run(log: Path, rank: int) -> list[int]:
+    path = Path(f"{log}.{rank}")
+    return [int(x) for x in path.read_text().split()] if path.is_file() else []
+
 
 STEPS, EVERY, BATCH = 12, 4, 16  # global batch 16: 8 rows per process
 
@@ -25,16 +47,16 @@ STEPS, EVERY, BATCH = 12, 4, 16  # global batch 16: 8 rows per process
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tower_weights, tokenizer_file):  # noqa: F811
     root = tmp_path_factory.mktemp("resume_ddp")
-    csv = make_dataset(root / "data", 40)
-    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
+    make_cache(root, 40, tower_weights)
     boot = root / "boot.py"
-    boot.write_text(_BOOT)
+    boot.write_text(STEP_LOG + _BOOT)
 
-    def overrides(run: Path) -> list[str]:
+    def overrides(run: Path, dropout: float = 0.1) -> list[str]:
         return model_overrides(tower_weights, tokenizer=tokenizer_file) + [
             f"data.train_cache={root / 'cache'}", f"train.out_dir={run}", f"train.steps={STEPS}",
             f"train.batch_size={BATCH}", "train.log_every=1", f"train.ckpt_every={EVERY}", "train.keep_checkpoints=2",
-            "train.progress=false", "train.threads=1", "optim.warmup_steps=3", "optim.lr=2e-3"]
+            "train.progress=false", "train.threads=1", "optim.warmup_steps=3", "optim.lr=2e-3",
+            f"model.text.dropout={dropout}"]
 
     return root, boot, overrides
 
@@ -64,7 +86,7 @@ def _two(two: Launched) -> Path:
 
 
 @pytest.mark.xdist_group("torchrun")
-def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two):
+def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two, monkeypatch):
     root, boot, overrides = setup
     run = root / "resumed"
     # Slowed to 0.5 s a step; killed (torchrun and both workers) a little after its first checkpoint,
@@ -81,8 +103,13 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two):
     stopped_at = int(list_checkpoints(run)[-1].name.split("_")[1])
     assert stopped_at < STEPS and not (run / "model.safetensors").exists()
 
+    log = root / "resumed_steps"
+    monkeypatch.setenv("LITTUNE_TEST_STEP_LOG", str(log))
     out = finish(torchrun(boot, ["train", *overrides(run), "--resume", "--json"]))
     assert json.loads(out.splitlines()[-1])["step"] == STEPS
+    for rank in (0, 1):  # each process started at the checkpoint and ran only what was left
+        assert steps_run(log, rank) == list(range(stopped_at, STEPS)), rank
+    assert [r["step"] for r in json.loads((run / "resumes.json").read_text())["resumes"]] == [stopped_at]
     two = _two(two)
 
     a, b = _weights(two), _weights(run)
@@ -103,10 +130,15 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(setup, two):
 
 
 @pytest.mark.xdist_group("torchrun")
-def test_two_processes_train_the_one_process_model(setup, two):
-    root, _, overrides = setup
-    two = _two(two)
-    summary = Trainer(load_config(None, overrides(root / "one"))).fit()  # here, 1 process, same global batch
+def test_two_processes_train_the_one_process_model(setup):
+    """Without dropout (its masks are drawn per process: 2 x 8 rows are not 1 x 16), the same model."""
+    root, boot, overrides = setup
+    launched = Launched(torchrun(boot, ["train", *overrides(root / "two_plain", dropout=0.0), "--json"]), root / "two_plain")
+    try:
+        summary = Trainer(load_config(None, overrides(root / "one", dropout=0.0))).fit()  # here, 1 process, meanwhile
+        two = _two(launched)
+    finally:
+        launched.stop()
     assert summary["world_size"] == 1
     one_w, two_w = _weights(root / "one"), _weights(two)
     assert one_w.keys() == two_w.keys()

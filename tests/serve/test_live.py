@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.ci import missing, need_module
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 pytestmark = pytest.mark.xdist_group("serve_live")  # one server process for the whole file
@@ -96,10 +97,8 @@ def _browser_or_skip():
     from littune.serve.screenshot import find_chromium
 
     if find_chromium() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: `make install` installs Debian's chromium")
-        pytest.skip("no /usr/bin/chromium (apt-get install chromium, or run `make install` as root)")
-    pytest.importorskip("playwright", reason="pip install playwright (in the dev extra)")
+        missing("no /usr/bin/chromium (apt-get install chromium, or run `make install` as root)")
+    need_module("playwright", "pip install playwright (in the dev extra)")
 
 
 def _drive_and_check(url: str, serve_lit, serve_index, tiny_lit_run, out_dir: Path) -> dict:

@@ -12,6 +12,8 @@ import pytest
 from littune.cache import EmbeddingCache
 from littune.train import Trainer, load_config
 
+from tests.ci import missing
+
 N_TRAIN, N_DEV, STEPS = 300, 100, 150
 
 
@@ -34,7 +36,7 @@ def _write_split(flickr: Path, split: str, n: int, out: Path) -> Path:
 def test_lit_on_flickr8k_subset(tmp_path, shared_data):
     flickr = shared_data / "flickr8k"
     if not (flickr / "captions.csv").is_file():
-        pytest.skip(f"Flickr8k not found at {flickr}")
+        missing(f"Flickr8k not found at {flickr}")
     train_csv = _write_split(flickr, "train", N_TRAIN, tmp_path / "train.csv")
     dev_csv = _write_split(flickr, "dev", N_DEV, tmp_path / "dev.csv")
     cfg = load_config(None, [

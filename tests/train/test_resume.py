@@ -1,7 +1,12 @@
-"""A training run killed after a checkpoint and resumed ends bit-identical to an uninterrupted run."""
+"""A training run killed after a checkpoint and resumed ends bit-identical to an uninterrupted run.
+
+The text tower has dropout, so the restored random state matters (resuming without it trains other
+weights, checked too), and the resumed run is shown to start at the checkpoint's step and to run
+only the steps after it (a restart from step 0 would also end equal: training is deterministic)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -11,29 +16,27 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from littune.cache import EmbedOptions, embed
+import littune.runs.checkpoints as checkpoints
+import littune.train.loop as loop
 from littune.cli import main
 from littune.train import Trainer, load_config
 from littune.runs import latest_checkpoint
 
-from tests.cache.tiny_data import cli_command, cli_env, load_tower, make_dataset, model_overrides, wait_for_file
+from tests.cache.tiny_data import cli_command, cli_env, make_cache, model_overrides, wait_for_file
 
 STEPS, EVERY = 24, 6
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, tower_weights) -> Path:
-    root = tmp_path_factory.mktemp("resume_data")
-    csv = make_dataset(root / "data", 40)
-    embed(str(csv), load_tower(tower_weights), root / "cache", EmbedOptions(num_workers=0, progress=False))
-    return root / "cache"
+    return make_cache(tmp_path_factory.mktemp("resume_data"), 40, tower_weights)
 
 
 def _overrides(run: Path, cache: Path, weights: Path, tokenizer: Path) -> list[str]:
     return model_overrides(weights, tokenizer=tokenizer) + [
         f"data.train_cache={cache}", f"train.out_dir={run}", f"train.steps={STEPS}", "train.batch_size=16",
         "train.log_every=1", f"train.ckpt_every={EVERY}", "train.keep_checkpoints=2", "train.progress=false",
-        "train.threads=1", "optim.warmup_steps=4", "optim.lr=2e-3"]
+        "train.threads=1", "optim.warmup_steps=4", "optim.lr=2e-3", "model.text.dropout=0.1"]
 
 
 def _rows(run: Path) -> list[dict]:
@@ -64,12 +67,25 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     assert stopped_at < STEPS and not (run_b / "summary.json").exists()
     assert not (run_b / "model.safetensors").exists()
 
+    no_rng = Path(shutil.copytree(run_b, tmp_path / "no_rng"))
+    ran = []  # the step index of every training step the resumed process runs
+    step = loop.Trainer.train_step
+
+    def counted(self, batch):
+        ran.append(self.step)
+        return step(self, batch)
+
     capsys.readouterr()
-    assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume", "--json"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.Trainer, "train_step", counted)
+        assert main(["train", *_overrides(run_b, cache, tower_weights, tokenizer_file), "--resume", "--json"]) == 0
     out = capsys.readouterr()
     report = json.loads(out.out)  # --json: the JSON summary alone
     assert report["step"] == STEPS
     assert f"resuming from step {stopped_at} of {STEPS}" in out.err  # it says that it resumed, and where
+    assert ran == list(range(stopped_at, STEPS))  # started at the checkpoint, ran only what was left
+    resumes = json.loads((run_b / "resumes.json").read_text())["resumes"]
+    assert [r["step"] for r in resumes] == [stopped_at] and resumes[0]["changed"] == {}
 
     a, b = load_file(str(run_a / "model.safetensors")), load_file(str(run_b / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -84,6 +100,13 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
             assert ra[key] == rb[key], (ra["step"], key)
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run_a, run_b))
     assert sa["fingerprints"] == sb["fingerprints"]
+
+    # The restored random state matters: resumed without it, dropout draws other masks, other weights.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(checkpoints, "set_rng_state", lambda state: None)
+        assert main(["train", *_overrides(no_rng, cache, tower_weights, tokenizer_file), "--resume"]) == 0
+    c = load_file(str(no_rng / "model.safetensors"))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_new_run_into_a_folder_with_checkpoints_is_refused(tmp_path, cache, tower_weights, tokenizer_file, capsys):
