@@ -6,7 +6,9 @@ from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".items": ["ImageItem", "group_records", "load_items"],
-    ".manifest": ["CacheMismatch", "Manifest"],
+    ".manifest": ["CacheCorrupt", "CacheMismatch", "Manifest"],
+    ".verify": ["VerifyReport", "check_cache"],
+    ".audit": ["verify"],
     ".reader": ["EmbeddingCache"],
     ".options": ["EmbedOptions"],
     ".writer": ["embed_items"],
