@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".items": ["ImageItem", "group_records", "load_items"],
     ".manifest": ["CacheCorrupt", "CacheMismatch", "Manifest"],
     ".verify": ["VerifyReport", "check_cache"],
-    ".audit": ["verify"],
+    ".audit": ["verify_cache"],
     ".reader": ["EmbeddingCache"],
     ".options": ["EmbedOptions"],
     ".writer": ["embed_items"],

@@ -11,7 +11,7 @@ from .text import TextManifest, check_text_cache
 from .verify import VerifyReport, check_cache
 
 
-def verify(folder: str | Path, hashes: bool = True) -> list[VerifyReport]:
+def verify_cache(folder: str | Path, hashes: bool = True) -> list[VerifyReport]:
     """Check a cache folder: an image cache (and the text caches inside it) or a text cache alone."""
     folder = Path(folder)
     if TextManifest.is_text(folder):
@@ -22,4 +22,4 @@ def verify(folder: str | Path, hashes: bool = True) -> list[VerifyReport]:
     return reports
 
 
-__all__ = ["verify"]
+__all__ = ["verify_cache"]

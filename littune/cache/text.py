@@ -227,8 +227,8 @@ def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOpt
         save_atomic(_shard_path(out, k), lambda p: save_npy(p, feats))
     bar.close()
     manifest.shards = [int(np.load(_shard_path(out, k), mmap_mode="r").shape[0]) for k in range(manifest.n_shards)]
-    for k in range(manifest.n_shards):
-        manifest.files.setdefault(_shard_file(k), sha256_file(_shard_path(out, k)))
+    manifest.files = {_shard_file(k): manifest.files.get(_shard_file(k)) or sha256_file(_shard_path(out, k))
+                      for k in range(manifest.n_shards)}  # in shard order: a resume writes the same manifest
     manifest.complete = True
     manifest.write(out)
     return TextCache(out)

@@ -20,9 +20,9 @@ def _cache(p: argparse.ArgumentParser):
     add_json(v, "the check (per cache: folder, kind, shards, files checked, problems)")
 
     def run(a: argparse.Namespace) -> int:
-        from ..cache import verify
+        from ..cache import verify_cache
 
-        reports = verify(a.dir)
+        reports = verify_cache(a.dir)
         if a.json:
             print(json.dumps([{"folder": str(r.folder), "kind": r.kind, "shards": r.n_shards, "files": r.n_files,
                                "ok": r.ok, "problems": {str(k): ps for k, ps in r.problems.items()},
