@@ -146,7 +146,6 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
     previous_engine = old.engine if old else ""
     if rank == 0:
         manifest.shards = _keep_good_shards(out, manifest, old, verify)
-        manifest.write(out)  # incomplete until the end; records what the shards are made with
     if world > 1:
         import torch.distributed as dist
 
@@ -154,6 +153,8 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
     mine = [k for k in range(manifest.n_shards) if k % world == rank and not shard_done(out, k)]
     run, engine = _runner(tower, opts) if mine else (None, "")
     manifest.engine = engine or previous_engine
+    if rank == 0:  # incomplete until the end; records what the shards are made with (the engine too, so
+        manifest.write(out)  # a run resumed with nothing left to embed still names it)
     todo = sum(len(items[k * opts.shard_size:(k + 1) * opts.shard_size]) for k in mine)
     bar = tqdm(total=todo, unit="img", desc=f"embed {tower.name}" + (f" [rank {rank}]" if world > 1 else ""),
                disable=not opts.progress, dynamic_ncols=True)
