@@ -21,7 +21,9 @@ from littune.cache import CacheCorrupt, EmbeddingCache, EmbedOptions, check_cach
 from littune.cache.writer import CacheRepair
 from littune.cli import main
 from tests.cache.conftest import tokenizer_file, tower, tower_weights  # noqa: F401  (session fixtures)
-from tests.cache.tiny_data import TOWER, make_dataset, model_overrides
+from tests.cache.tiny_data import TOWER, files_of, model_overrides
+
+from .cache_files import embedded
 
 N, SHARD = 20, 8  # shards of 8, 8 and 4 images
 OPTS = dict(shard_size=SHARD, batch_size=8, num_workers=0, progress=False)
@@ -29,20 +31,13 @@ OPTS = dict(shard_size=SHARD, batch_size=8, num_workers=0, progress=False)
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory, tower):  # noqa: F811
-    root = tmp_path_factory.mktemp("integrity")
-    csv = make_dataset(root / "data", N)
-    embed(str(csv), tower, root / "cache", EmbedOptions(**OPTS))
-    return {"csv": csv, "cache": root / "cache"}
+    return embedded(tmp_path_factory.mktemp("integrity"), tower, N, **OPTS)
 
 
 @pytest.fixture
 def cache(good, tmp_path) -> Path:
     """A private copy of the good cache, to damage."""
     return Path(shutil.copytree(good["cache"], tmp_path / "cache"))
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -155,7 +150,7 @@ def test_verify_finds_a_changed_byte_and_embed_repairs_only_broken_shards(good, 
         embed(str(good["csv"]), tower, cache, EmbedOptions(**OPTS), verify=True)
     assert calls == [SHARD, 2 * SHARD]  # then shard 2 only
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in untouched} == untouched  # good shard: never rewritten
-    assert _files(cache) == _files(good["cache"])  # repaired: bit for bit the cache that was never damaged
+    assert files_of(cache) == files_of(good["cache"])  # repaired: bit for bit the cache that was never damaged
     assert all(r.ok for r in verify_cache(cache))
 
 
@@ -172,7 +167,7 @@ def test_embed_verify_on_the_command_line(good, cache, tower_weights, capsys):  
     assert "shard 0: metadata/metadata_0.parquet" in err  # unreadable or a changed SHA-256: named either way
     assert main(args + ["--verify"]) == 0
     assert "shard 0 is broken" in capsys.readouterr().err
-    assert _files(cache) == _files(good["cache"])
+    assert files_of(cache) == files_of(good["cache"])
     assert main(["cache", "verify", str(cache)]) == 0
     assert capsys.readouterr().out.strip() == f"embedding cache {cache}: ok (3 shards, 6 files match their SHA-256)"
 
@@ -188,7 +183,7 @@ def test_a_damaged_text_cache_is_refused_and_rebuilt_shard_by_shard(tmp_path, mo
     opts = TextEmbedOptions(shard_size=16, batch_size=8, dtype="float32", engine="torch", progress=False)
     out = tmp_path / "tc"
     full = ensure_text_cache(texts, tower, out, opts).all()
-    good = _files(out)
+    good = files_of(out)
     shard = out / "txt_emb" / "txt_emb_1.npy"
     shard.write_bytes(shard.read_bytes()[:-64])
     with pytest.raises(CacheCorrupt, match=r"text cache .* is damaged: shard 1: txt_emb/txt_emb_1.npy is truncated"):
@@ -200,7 +195,7 @@ def test_a_damaged_text_cache_is_refused_and_rebuilt_shard_by_shard(tmp_path, mo
     with pytest.warns(CacheRepair, match="text shard 1 is broken"):
         rebuilt = ensure_text_cache(texts, tower, out, opts)
     assert calls == [16] and torch.equal(rebuilt.all(), full)
-    assert (out / "txt_emb" / "txt_emb_0.npy").stat().st_mtime_ns == stamp and _files(out) == good
+    assert (out / "txt_emb" / "txt_emb_0.npy").stat().st_mtime_ns == stamp and files_of(out) == good
     # A changed byte: only the SHA-256 sees it.
     data = bytearray(shard.read_bytes())
     data[-1] ^= 0x10

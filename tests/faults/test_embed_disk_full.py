@@ -16,22 +16,17 @@ import littune.cache.writer as writer
 from littune.cache import EmbedOptions, Manifest, embed
 from littune.cache.verify import shard_problems
 from tests.cache.conftest import tower, tower_weights  # noqa: F401  (session fixtures)
-from tests.cache.tiny_data import make_dataset
+from tests.cache.tiny_data import files_of
+
+from .cache_files import embedded
 
 N, SHARD = 20, 4
 OPTS = dict(shard_size=SHARD, batch_size=4, num_workers=0, progress=False, views=1)
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tower):  # noqa: F811
-    root = tmp_path_factory.mktemp("disk_full")
-    csv = make_dataset(root / "data", N)
-    embed(str(csv), tower, root / "full", EmbedOptions(**OPTS))
-    return {"csv": csv, "full": root / "full"}
+    return embedded(tmp_path_factory.mktemp("disk_full"), tower, N, **OPTS)
 
 
 def full_disk_at(n: int, real, half):
@@ -91,5 +86,5 @@ def test_a_full_disk_loses_nothing_and_leaves_nothing_half_written(case, referen
         assert shard_problems(out, m, k) == [], k
     # Space freed: the same command finishes the cache, equal to an uninterrupted run bit for bit.
     embed(str(reference["csv"]), tower, out, EmbedOptions(**OPTS))
-    assert _files(out) == _files(reference["full"])
+    assert files_of(out) == files_of(reference["cache"])
     assert json.loads((out / "manifest.json").read_text())["complete"] is True

@@ -7,7 +7,6 @@ files. Where it lands is drawn from a seeded generator after the run has started
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
@@ -17,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from littune.cli import main
 from tests.cache.conftest import tower_weights  # noqa: F401  (session fixture)
-from tests.cache.tiny_data import TOWER, cli_env, make_dataset
+from tests.cache.tiny_data import TOWER, cli_env, files_of, make_dataset, one_thread, wait_for_file
+
 
 SEEDS = (0, 1, 2)  # embed; the index (slower to start: a model to load) takes the first two
 DELAY = 0.1  # seconds before each file write in the killed run
@@ -47,20 +46,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@contextlib.contextmanager
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the subprocess (OMP_NUM_THREADS=1): the same kernels, the same bits
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _kill_at_random(args: list[str], started: Path, seed: int, window: float) -> float:
     """Run ``littune ARGS`` in a subprocess, kill -9 it a random time after ``started`` appears."""
     env = {**cli_env(), "LITTUNE_TEST_WRITE_DELAY": str(DELAY)}
@@ -68,11 +53,7 @@ def _kill_at_random(args: list[str], started: Path, seed: int, window: float) ->
                             stderr=subprocess.PIPE, text=True)
     wait = float(np.random.default_rng(seed).uniform(0, window))
     try:
-        deadline = time.monotonic() + 180
-        while not started.exists():
-            assert proc.poll() is None, f"ended before it started writing: {proc.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "no write within 180 s"
-            time.sleep(0.01)
+        wait_for_file(started, proc, "write", timeout=180)
         time.sleep(wait)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -84,7 +65,7 @@ def _kill_at_random(args: list[str], started: Path, seed: int, window: float) ->
 
 
 def _same(full: Path, resumed: Path, skip_json: dict[str, tuple[str, ...]] | None = None) -> None:
-    a, b = _files(full), _files(resumed)
+    a, b = files_of(full), files_of(resumed)
     assert sorted(a) == sorted(b)
     for name in a:
         if name in (skip_json or {}):  # a JSON file with a time stamp: every other key equal
@@ -105,20 +86,20 @@ def embed_data(tmp_path_factory, tower_weights) -> dict:  # noqa: F811
         return ["embed", "--data", str(csv), "--out", str(out), "--tower", TOWER, "--checkpoint", str(tower_weights),
                 "--shard-size", "4", "--batch-size", "4", "--workers", "0", "--views", "1", "--no-progress"]
 
-    with _one_thread():
+    with one_thread():
         assert main(args(root / "full")) == 0
     return {"args": args, "full": root / "full"}
 
 
 @pytest.mark.xdist_group("subprocess")
 @pytest.mark.parametrize("seed", SEEDS)
-def test_embed_killed_at_a_random_point_resumes_to_the_same_files(seed, embed_data, tmp_path):
+def test_embed_killed_at_a_random_point_resumes_to_the_samefiles_of(seed, embed_data, tmp_path):
     out = tmp_path / "cache"
     # after the first manifest: 6 shards x 4 writes (bad list, metadata, views, embeddings), the bad-input
     # report and the final manifest, each DELAY late: at least 2.6 s, so the kill comes before the end
     _kill_at_random(embed_data["args"](out), out / "manifest.json", seed, window=2.5)
     assert json.loads((out / "manifest.json").read_text())["complete"] is False
-    with _one_thread():
+    with one_thread():
         assert main(embed_data["args"](out)) == 0
     _same(embed_data["full"], out)
 
@@ -137,20 +118,20 @@ def index_data(tiny_lit_run, tmp_path_factory) -> dict:
         return ["index", "--model", str(tiny_lit_run["run"]), str(folder), "--out", str(out), "--shard-size", "4",
                 "--batch-size", "4", "--workers", "0", "--faiss-threshold", "0", "--no-progress"]
 
-    with _one_thread():
+    with one_thread():
         assert main(args(root / "full")) == 0
     return {"args": args, "full": root / "full"}
 
 
 @pytest.mark.xdist_group("subprocess")
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_index_killed_at_a_random_point_resumes_to_the_same_files(seed, index_data, tmp_path):
+def test_index_killed_at_a_random_point_resumes_to_the_samefiles_of(seed, index_data, tmp_path):
     out = tmp_path / "photos.index"
     # after the first manifest: 5 shards x 3 writes, the report, the final manifest, embeddings, faiss and
     # index.json, each DELAY late: at least 2 s, so the kill comes before the end
     _kill_at_random(index_data["args"](out), out / "features" / "manifest.json", seed, window=1.9)
     assert not (out / "index.json").exists()
-    with _one_thread():
+    with one_thread():
         assert main(index_data["args"](out)) == 0
     assert json.loads((out / "index.json").read_text())["bad_inputs"] == str(out / "features" / "bad_inputs.tsv")
     _same(index_data["full"], out, skip_json={"index.json": ("created", "bad_inputs")})
