@@ -119,7 +119,8 @@ def shard_problems(folder: Path, m: Manifest, k: int, record: dict[str, Any] | N
     if hashes and not problems:
         recorded = (record or {}).get("files") or {}
         if not recorded:
-            problems.append("no SHA-256 recorded for its files (made by an older littune): re-embed to record them")
+            problems.append("no SHA-256 recorded for its files (made by an older littune); its `littune embed` "
+                            "run again records them, re-embedding nothing")
         for rel, digest in recorded.items():
             if sha256_file(folder / rel) != digest:
                 problems.append(f"{rel}: SHA-256 differs from the one recorded when it was written (the file changed)")
