@@ -300,5 +300,5 @@ def text_cache_dir(image_cache: str | Path, tower) -> Path:
     return Path(image_cache) / "text" / f"{slug}-{digest}"
 
 
-__all__ = ["TextEmbedOptions", "TextManifest", "TextCache", "check_text_cache", "embed_texts", "ensure_text_cache", "text_cache_dir",
-           "texts_sha256"]
+__all__ = ["TextEmbedOptions", "TextManifest", "TextCache", "check_text_cache", "embed_texts", "ensure_text_cache",
+           "text_cache_dir", "texts_sha256"]
