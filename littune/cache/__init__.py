@@ -6,7 +6,9 @@ from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".items": ["ImageItem", "content_fingerprint", "group_records", "load_items"],
-    ".manifest": ["CacheMismatch", "Manifest"],
+    ".manifest": ["CacheCorrupt", "CacheMismatch", "Manifest"],
+    ".verify": ["VerifyReport", "check_cache"],
+    ".audit": ["verify_cache"],
     ".reader": ["EmbeddingCache"],
     ".options": ["EmbedOptions", "auto_shard_size"],
     ".writer": ["embed_items"],

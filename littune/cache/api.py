@@ -18,10 +18,11 @@ from .writer import EmbedOptions, embed_items, say_complete, shard_done
 
 
 def embed(spec: str, tower: ImageTower, out: str | Path, opts: EmbedOptions | None = None,
-          **source_kwargs) -> Manifest:
-    """Embed the data set ``spec`` with ``tower`` into ``out`` (resumes a partial run)."""
+          verify: bool = False, **source_kwargs) -> Manifest:
+    """Embed the data set ``spec`` with ``tower`` into ``out`` (resumes a partial run, re-embeds broken
+    shards; ``verify``: also those whose files' SHA-256 changed)."""
     items, bad_rows = load_items(spec, **source_kwargs)
-    return embed_items(items, tower, out, source=canonical_spec(spec), opts=opts, bad_rows=bad_rows)
+    return embed_items(items, tower, out, source=canonical_spec(spec), opts=opts, bad_rows=bad_rows, verify=verify)
 
 
 def ensure_cache(spec: str, tower: ImageTower, out: str | Path | None = None, opts: EmbedOptions | None = None,

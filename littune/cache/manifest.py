@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,10 @@ FORMAT_VERSION = 1
 
 class CacheMismatch(ValueError):
     pass
+
+
+class CacheCorrupt(CacheMismatch):
+    """A cache whose files disagree with each other or with its manifest (``verify.py`` says how)."""
 
 
 @dataclass
@@ -34,7 +38,8 @@ class Manifest:
     count: int = 0  # embeddings written (complete shards)
     n_captions: int = 0
     n_bad: int = 0
-    shards: list[dict[str, Any]] = field(default_factory=list)  # {"index", "count", "start", "end"}
+    # {"index", "count", "start", "end", "width", "dtype", "files": {path in the cache: SHA-256}}
+    shards: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
     world_size: int = 1
     engine: str = ""  # what ran the tower (torch, openvino, onnx, torch-cuda): engines agree to cosine 0.999
@@ -47,8 +52,12 @@ class Manifest:
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / MANIFEST
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)  # atomic: a kill never leaves half a manifest
+        try:
+            tmp.write_text(json.dumps(asdict(self), indent=2))
+            os.replace(tmp, path)  # atomic: a kill never leaves half a manifest
+        except BaseException:  # a full disk: the old manifest stays, no half-written file
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
@@ -57,9 +66,22 @@ class Manifest:
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not an embedding cache (no {MANIFEST}); "
                                     f"make one with `littune embed --data ... --out {folder}`")
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CacheCorrupt(f"{path}: not valid JSON ({e}), so nothing in {folder} can be trusted\n"
+                               f"  delete {folder} and run `littune embed` again") from None
+        if not isinstance(data, dict):
+            raise CacheCorrupt(f"{path}: not a JSON object; delete {folder} and run `littune embed` again")
         if data.get("format_version") != FORMAT_VERSION:
             raise CacheMismatch(f"{path}: format_version {data.get('format_version')} != {FORMAT_VERSION}")
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        unknown, missing = sorted(set(data) - names), sorted(required - set(data))
+        if unknown or missing:
+            raise CacheCorrupt(f"{path}: " + "; ".join(
+                ([f"unknown fields {unknown}"] if unknown else []) + ([f"missing fields {missing}"] if missing else []))
+                + f"\n  delete {folder} and run `littune embed` again")
         return cls(**data)
 
     def identity(self) -> dict[str, Any]:

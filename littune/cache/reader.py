@@ -1,7 +1,9 @@
 """Reading an embedding cache: memory-mapped shards, rows gathered by global index.
 
 Nothing is loaded up front: each shard's ``.npy`` is memory-mapped, so a cache larger than RAM
-trains the same way (shuffling is by index; the OS pages in what a batch touches).
+trains the same way (shuffling is by index; the OS pages in what a batch touches). Opening checks
+every shard's rows, width and dtype against the manifest first (``verify.py``): a damaged cache is
+refused by name, never read shifted or short.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 
 from .manifest import CacheMismatch, Manifest
+from .verify import check_cache
 
 
 class EmbeddingCache:
@@ -21,6 +24,9 @@ class EmbeddingCache:
             raise CacheMismatch(f"{self.folder}: embedding did not finish; run the same "
                                 "`littune embed` command again to complete it")
         m = self.manifest
+        report = check_cache(self.folder, m)  # headers and row counts only: cheap, so always
+        if not report.ok:
+            raise report.error()
         self._shards = [np.load(self.folder / "img_emb" / f"img_emb_{s['index']}.npy", mmap_mode="r")
                         for s in m.shards]
         self._views = ([np.load(self.folder / "img_emb_views" / f"img_emb_{s['index']}.npy", mmap_mode="r")

@@ -6,15 +6,19 @@ products on two caches; the text tower itself never runs during training or eval
 Layout (the image cache's rules: sharded, resumable, written atomically, a manifest last):
     txt_emb/txt_emb_{k}.npy   (n_k, D) float16/float32 features of texts [k*S, (k+1)*S)
     manifest.json             kind "text": tower, weight fingerprint, tokenizer fingerprint, context
-                              length, embed size, dtype, the texts' count and SHA-256, shards
+                              length, embed size, dtype, the texts' count and SHA-256, shards and
+                              each shard file's SHA-256
 Texts are the captions of an image cache in its order (image rows, each image's captions in
 turn), so caption c of image row r is text row ``offsets[r] + c``. A cache made by another tower,
-tokenizer or context length is refused by name, and so is one made for other texts.
+tokenizer or context length is refused by name, and so is one made for other texts. Opening checks
+each shard's rows, width and dtype (a damaged shard is refused by name); embedding again re-embeds
+only the shards that fail that check.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,8 +27,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .manifest import CacheMismatch
-from .writer import save_atomic, save_npy
+from .manifest import CacheCorrupt, CacheMismatch
+from .verify import VerifyReport, npy_header, sha256_file
+from .writer import CacheRepair, save_atomic, save_npy
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -52,6 +57,7 @@ class TextManifest:
     texts_sha256: str
     shard_size: int
     shards: list[int] = field(default_factory=list)  # rows per finished shard
+    files: dict[str, str] = field(default_factory=dict)  # shard file (path in the cache) -> SHA-256
     complete: bool = False
     engine: str = ""
     kind: str = "text"
@@ -69,9 +75,22 @@ class TextManifest:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise CacheMismatch(f"{path}: not valid JSON ({e}); delete {folder} to rebuild it") from None
-        if data.get("kind") != "text" or data.get("format_version") != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get("kind") != "text" or data.get("format_version") != FORMAT_VERSION:
             raise CacheMismatch(f"{path}: not a littune text cache v{FORMAT_VERSION}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as e:  # unknown or missing fields
+            raise CacheCorrupt(f"{path}: {e}; delete {folder} to rebuild it") from None
+
+    @staticmethod
+    def is_text(folder: str | Path) -> bool:
+        """Whether ``folder`` holds a text cache's manifest (a damaged one counts)."""
+        try:
+            return json.loads((Path(folder) / MANIFEST).read_text()).get("kind") == "text"
+        except FileNotFoundError:
+            return False
+        except (ValueError, AttributeError, OSError):
+            return (Path(folder) / "txt_emb").is_dir()
 
     def identity(self) -> dict[str, Any]:
         return {"tower": self.tower, "fingerprint": self.fingerprint, "tokenizer": self.tokenizer,
@@ -96,8 +115,50 @@ def texts_sha256(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def _shard_file(k: int) -> str:
+    return f"txt_emb/txt_emb_{k}.npy"
+
+
 def _shard_path(out: Path, k: int) -> Path:
-    return out / "txt_emb" / f"txt_emb_{k}.npy"
+    return out / _shard_file(k)
+
+
+def _shard_problems(out: Path, m: TextManifest, k: int) -> list[str]:
+    """What is wrong with shard ``k``'s file (its header and size against the manifest); empty: fine."""
+    rows = min(m.shard_size, m.n_texts - k * m.shard_size)
+    header = npy_header(Path(out), _shard_file(k))
+    if isinstance(header, str):
+        return [header]
+    shape, dtype = header
+    problems = [f"{_shard_file(k)} has shape {' x '.join(map(str, shape))}, the manifest says {rows} x {m.embed_dim}"
+                ] if shape != (rows, m.embed_dim) else []
+    return problems + ([f"{_shard_file(k)} holds {dtype}, the manifest says {m.dtype}"]
+                       if dtype != np.dtype(m.dtype) else [])
+
+
+def check_text_cache(folder: str | Path, hashes: bool = True) -> VerifyReport:
+    """Check every shard of a finished text cache (``hashes``: also each file's SHA-256)."""
+    folder = Path(folder)
+    m = TextManifest.read(folder)
+    report = VerifyReport(folder, "text", n_shards=m.n_shards,
+                          repair=f"delete the damaged files (or {folder}): the next `littune train` or `eval` "
+                                 "that uses this cache embeds what is missing again")
+    if not m.complete:
+        report.problems[-1] = ["text embedding did not finish"]
+        return report
+    for k in range(m.n_shards):
+        found = _shard_problems(folder, m, k)
+        if not found and hashes:
+            digest = m.files.get(_shard_file(k))
+            if digest is None:
+                found = [f"{_shard_file(k)}: no SHA-256 recorded (made by an older littune)"]
+            elif sha256_file(folder / _shard_file(k)) != digest:
+                found = [f"{_shard_file(k)}: SHA-256 differs from the one recorded when it was written"]
+            else:
+                report.n_files += 1
+        if found:
+            report.problems[k] = found
+    return report
 
 
 def _refuse(where: Path, diffs: list[str], what: str) -> None:
@@ -139,8 +200,17 @@ def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOpt
                       for k in ("dtype", "n_texts", "texts_sha256", "shard_size") if getattr(old, k) != getattr(manifest, k)],
                 "for other texts or settings")
     out.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for k in range(manifest.n_shards):
+        problems = _shard_problems(out, manifest, k)
+        if problems and _shard_path(out, k).exists():
+            warnings.warn(f"{out}: text shard {k} is broken ({'; '.join(problems)}): embedding it again", CacheRepair)
+        if problems:
+            todo.append(k)
+    # SHA-256s of the good shards, as taken when they were written (a resume never re-takes them)
+    manifest.files = {f: h for f, h in (old.files if old else {}).items()
+                      if f in {_shard_file(k) for k in range(manifest.n_shards)} - {_shard_file(k) for k in todo}}
     manifest.write(out)
-    todo = [k for k in range(manifest.n_shards) if not _shard_path(out, k).is_file()]
     if todo:
         from ..towers.engine import text_engine
 
@@ -157,6 +227,8 @@ def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOpt
         save_atomic(_shard_path(out, k), lambda p: save_npy(p, feats))
     bar.close()
     manifest.shards = [int(np.load(_shard_path(out, k), mmap_mode="r").shape[0]) for k in range(manifest.n_shards)]
+    manifest.files = {_shard_file(k): manifest.files.get(_shard_file(k)) or sha256_file(_shard_path(out, k))
+                      for k in range(manifest.n_shards)}  # in shard order: a resume writes the same manifest
     manifest.complete = True
     manifest.write(out)
     return TextCache(out)
@@ -170,12 +242,11 @@ class TextCache:
         self.manifest = m = TextManifest.read(self.folder)
         if not m.complete:
             raise CacheMismatch(f"{self.folder}: text embedding did not finish; run the same command again")
+        report = check_text_cache(self.folder, hashes=False)  # headers and sizes only: cheap, so always
+        if not report.ok:
+            raise report.error()
         self._shards = [np.load(_shard_path(self.folder, k), mmap_mode="r") for k in range(m.n_shards)]
         counts = [len(s) for s in self._shards]
-        if sum(counts) != m.n_texts or any(s.shape[1:] != (m.embed_dim,) for s in self._shards):
-            raise CacheMismatch(f"{self.folder}: shards hold {counts} rows of width "
-                                f"{[s.shape[1:] for s in self._shards]}, the manifest says {m.n_texts} x {m.embed_dim}; "
-                                "delete the folder to re-embed")
         self._starts = np.cumsum([0] + counts)
 
     def __len__(self) -> int:
@@ -229,5 +300,5 @@ def text_cache_dir(image_cache: str | Path, tower) -> Path:
     return Path(image_cache) / "text" / f"{slug}-{digest}"
 
 
-__all__ = ["TextEmbedOptions", "TextManifest", "TextCache", "embed_texts", "ensure_text_cache", "text_cache_dir",
-           "texts_sha256"]
+__all__ = ["TextEmbedOptions", "TextManifest", "TextCache", "check_text_cache", "embed_texts", "ensure_text_cache",
+           "text_cache_dir", "texts_sha256"]

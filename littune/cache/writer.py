@@ -8,12 +8,15 @@ Layout (clip-retrieval's, so its tools can read it), for shard k of ``shard_size
     manifest.json                    tower, weight fingerprint, preprocessing, dtype, counts
 A shard is complete once its ``img_emb`` file exists (written last, renamed atomically), so a killed
 run continues from the last complete shard and ends with the same files as an uninterrupted one.
+Running again also repairs: a finished shard whose files disagree (``verify.py``; with
+``verify=True`` also their SHA-256) is embedded again, and good shards are left untouched.
 Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manifest at the end.
 """
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -29,13 +32,20 @@ from ..towers import ImageTower
 from .items import ImageItem, content_fingerprint
 from .manifest import CacheMismatch, Manifest
 from .options import EmbedOptions, auto_shard_size
+from .verify import bad_file, img_emb_file, shard_problems, shard_record
 
 
 def save_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` whole or not at all: into a temporary file renamed over it at the end; a failed
+    write (a full disk) removes the temporary file and leaves the old ``path`` as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -44,7 +54,7 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def shard_done(out: Path, k: int) -> bool:
-    return (out / "img_emb" / f"img_emb_{k}.npy").is_file()
+    return (out / img_emb_file(k)).is_file()
 
 
 def _write_metadata(path: Path, items: list[ImageItem]) -> None:
@@ -121,8 +131,9 @@ def _embed_shard(run: Callable[[torch.Tensor], np.ndarray], tower: ImageTower, i
 
 def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, source: str,
                 opts: EmbedOptions | None = None, bad_rows: BadInputLog | None = None,
-                content: str | None = None) -> Manifest:
-    """Embed every image into ``out`` (resuming complete shards) and return the final manifest.
+                content: str | None = None, verify: bool = False) -> Manifest:
+    """Embed every image into ``out`` (resuming complete shards, re-embedding broken ones; ``verify``:
+    also those whose files' SHA-256 differ from the manifest's) and return the final manifest.
 
     ``content``: the items' ``content_fingerprint`` (computed here when not given).
     """
@@ -138,14 +149,20 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
                         views=opts.views, content=content or content_fingerprint(items), n_items=len(items),
                         n_captions=sum(len(i.captions) for i in items), world_size=world)
     _check_resumable(out, old, manifest)
+    if rank == 0:
+        manifest.shards = _keep_good_shards(out, manifest, old, verify)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has dropped the broken shards: every rank sees the same ones missing
     if old is not None and old.complete and all(shard_done(out, k) for k in range(old.n_shards)):
         say_complete(out, old, opts.progress)  # a rerun: one line instead of an empty progress bar
         return old
-    if rank == 0:
-        manifest.write(out)  # incomplete until the end; records what the shards are made with
     mine = [k for k in range(manifest.n_shards) if k % world == rank and not shard_done(out, k)]
     run, engine = _runner(tower, opts) if mine else (None, "")
     manifest.engine = engine or (old.engine if old else "")
+    if rank == 0:  # incomplete until the end; records what the shards are made with (the engine too, so
+        manifest.write(out)  # a run resumed with nothing left to embed still names it)
     todo = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in mine)
     bar = tqdm(total=todo, unit="img", desc=f"embed {tower.name}" + (f" [rank {rank}]" if world > 1 else ""),
                disable=not opts.progress, dynamic_ncols=True)
@@ -202,19 +219,45 @@ def _check_resumable(out: Path, old: Manifest | None, manifest: Manifest) -> Non
                             "use a new --out or delete it:\n  " + "\n  ".join(diffs))
 
 
+def _keep_good_shards(out: Path, manifest: Manifest, old: Manifest | None, verify: bool) -> list[dict]:
+    """Check every finished shard; drop (to embed again) those that are broken, keep the others'
+    manifest records (their SHA-256 taken when they were written, never re-taken from a changed file)."""
+    records = {s["index"]: s for s in (old.shards if old else []) if isinstance(s, dict) and "index" in s}
+    kept = []
+    for k in range(manifest.n_shards):
+        if not shard_done(out, k):
+            continue
+        rec = records.get(k)
+        problems = shard_problems(out, manifest, k, rec, hashes=verify and bool((rec or {}).get("files")))
+        if problems:
+            warnings.warn(f"{out}: shard {k} is broken ({'; '.join(problems)}): embedding it again", CacheRepair)
+            (out / img_emb_file(k)).unlink()
+        elif rec is not None:
+            kept.append(rec)
+    return kept
+
+
+class CacheRepair(UserWarning):
+    """A broken shard found while resuming: it is embedded again."""
+
+
 def finalize(out: Path, manifest: Manifest, bad_rows: BadInputLog | None = None) -> None:
-    """Count the shards' rows, merge the bad-input lists into one report, mark complete."""
+    """Record each shard (rows, width, dtype, files' SHA-256: kept from ``manifest.shards`` for shards
+    checked good at the start, taken now for those embedded in this run), merge the bad-input lists
+    into one report, mark complete."""
+    kept = {s["index"]: s for s in manifest.shards}
     shards, start, merged = [], 0, BadInputLog()
     for row in (bad_rows or []):
         merged.add(row.key, row.path, row.reason, getattr(row, "detail", ""))
     for k in range(manifest.n_shards):
         if not shard_done(out, k):
             raise RuntimeError(f"{out}: shard {k} missing at the end of embedding")
-        n = int(np.load(out / "img_emb" / f"img_emb_{k}.npy", mmap_mode="r").shape[0])
-        shards.append({"index": k, "count": n, "start": start, "end": start + n})
-        start += n
-        for row in BadInputLog.read(out / "bad" / f"bad_{k}.tsv"):
+        rec = dict(kept[k]) if kept.get(k, {}).get("files") else shard_record(out, manifest, k, start)
+        rec.update(start=start, end=start + rec["count"])
+        shards.append(rec)
+        start += rec["count"]
+        for row in BadInputLog.read(out / bad_file(k)):
             merged.add(row.key, row.path, row.reason, row.detail)
-    merged.write(out / "bad_inputs.tsv")
+    save_atomic(out / "bad_inputs.tsv", lambda p: merged.write(p))
     manifest.shards, manifest.count, manifest.n_bad, manifest.complete = shards, start, len(merged), True
     manifest.write(out)

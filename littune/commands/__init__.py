@@ -1,5 +1,5 @@
 """Sub-commands; importing this package registers each in ``base.COMMANDS`` (in help order)."""
-from . import towers, embed, train, evaluate, demo, study, infer, interpolate, serve, export, verify  # noqa: F401
+from . import towers, embed, cache, train, evaluate, demo, study, infer, interpolate, serve, export, verify  # noqa: F401
 from .base import COMMANDS, command
 
 __all__ = ["COMMANDS", "command"]

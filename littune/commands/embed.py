@@ -32,6 +32,9 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--engine", default=_D.engine, choices=["auto", "torch", "openvino", "onnx"],
                    help="what runs the locked tower on the CPU (auto: OpenVINO where installed, else torch); "
                         "engines agree to cosine 0.999, so their caches are interchangeable")
+    p.add_argument("--verify", action="store_true",
+                   help="check the SHA-256 of every finished shard's files too (not only rows and widths) and "
+                        "re-embed the shards that changed")
     add_device(p)
     add_json(p, "the cache's summary (out, count, n_items, n_bad, n_captions, tower, fingerprint)")
     add_progress(p)
@@ -48,7 +51,7 @@ def _embed(p: argparse.ArgumentParser):
             kwargs = {"image_col": a.image_col, "caption_col": a.caption_col, "root": a.root}
         opts = EmbedOptions(shard_size=a.shard_size, dtype=a.dtype, views=a.views, batch_size=a.batch_size,
                             num_workers=a.workers, progress=not a.no_progress, engine=a.engine)
-        m = embed(a.data, tower, a.out, opts, **kwargs)
+        m = embed(a.data, tower, a.out, opts, verify=a.verify, **kwargs)
         if not distributed.is_main():
             return 0
         if a.json:

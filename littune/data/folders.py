@@ -25,8 +25,11 @@ def _hidden(parts: tuple[str, ...]) -> bool:
 
 
 def _images_under(folder: Path) -> list[Path]:
+    # Anything named like an image but a folder is listed: a FIFO, a device or a dangling link named
+    # x.jpg is then skipped by load_image with its reason in the bad-input list, not silently.
     return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p.relative_to(folder).parts) and p.is_file())
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p.relative_to(folder).parts)
+                  and not p.is_dir())
 
 
 def list_images(root: str | Path) -> list[Path]:

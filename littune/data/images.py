@@ -4,6 +4,9 @@ Web-scale image-text data always contains broken files: missing, empty, truncate
 HTML error pages saved as ``.jpg``, decompression bombs. ``load_image`` turns every such case
 into a ``BadImage`` exception with a short machine-friendly ``reason``, so a data pipeline can
 skip the item and record it in a ``BadInputLog`` instead of crashing or training on garbage.
+Reads are bounded: only a regular file is read (a FIFO would block forever, ``/dev/zero`` never
+ends; both are refused from ``stat`` before opening), and one larger than ``max_bytes`` is refused
+before any of it is read.
 
 What a successful ``load_image`` returns is always a fully decoded 8-bit RGB ``PIL.Image``:
 EXIF orientation applied, first frame of animations, alpha composited on white, 16-bit greyscale
@@ -20,6 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from collections import Counter
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -28,10 +33,14 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "DEFAULT_MAX_PIXELS"]
+__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "regular_file_problem", "DEFAULT_MAX_PIXELS",
+           "DEFAULT_MAX_BYTES"]
 
 # Same default as PIL's own ``Image.MAX_IMAGE_PIXELS`` (about 9.5k x 9.5k).
 DEFAULT_MAX_PIXELS = 89_478_485
+# Bytes read from one image file at most: above any image within the pixel limit (an uncompressed
+# RGBA bitmap of 89.5 Mpx is 358 MB), so only files that could never be used are refused.
+DEFAULT_MAX_BYTES = 512 * 2**20
 
 # Reasons used by ``BadImage``; kept as constants so callers can compare without typos.
 MISSING = "missing"
@@ -40,6 +49,8 @@ TRUNCATED = "truncated"
 NOT_AN_IMAGE = "not an image"
 BOMB = "decompression bomb"
 UNREADABLE = "unreadable"
+NOT_REGULAR = "not a regular file"
+TOO_LARGE = "file too large"
 
 
 class BadImage(Exception):
@@ -62,11 +73,13 @@ def load_image(
     name: str | None = None,
     reduce_to: int | None = None,
     reserve: Callable[[int], AbstractContextManager] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Image.Image:
     """Decode ``source`` (a file path or encoded bytes) into a fully loaded RGB image.
 
     Raises ``BadImage`` for anything unusable; never returns a half-decoded image.
-    ``name`` is used in error messages (defaults to the path, or "<bytes>").
+    ``name`` is used in error messages (defaults to the path, or "<bytes>"); a path must be a
+    regular file of at most ``max_bytes``.
     ``reduce_to``: decode at reduced size, shorter side >= this (see the module docstring).
     ``reserve``: called with the number of pixels about to be decoded; decoding runs inside it.
     """
@@ -75,7 +88,7 @@ def load_image(
         data = bytes(source)
     else:
         label = name or str(source)
-        data = _read_file(Path(source), label)
+        data = _read_file(Path(source), label, max_bytes)
     if not data:
         raise BadImage(EMPTY, label)
 
@@ -109,14 +122,45 @@ def _as_bad_image(label: str) -> Iterator[None]:
         raise BadImage(reason, label, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _read_file(path: Path, label: str) -> bytes:
-    """Read the whole file; decoding from memory means no file handle outlives the call."""
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def regular_file_problem(mode: int) -> str:
+    """"" for a regular file's ``st_mode``, else what it is ("a FIFO", "a directory", ...)."""
+    if stat.S_ISREG(mode):
+        return ""
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def _read_file(path: Path, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Read the whole file, if it is a regular one of at most ``max_bytes`` (``stat`` says so before
+    it is opened: opening a FIFO waits for a writer, a device may never end); decoding from memory
+    means no file handle outlives the call."""
     try:
-        return path.read_bytes()
+        kind = regular_file_problem(os.stat(path).st_mode)  # follows symlinks: a link to a photo is fine
+        if kind:
+            raise BadImage(NOT_REGULAR, label, kind)
+        # O_NONBLOCK: should a FIFO be swapped in after the stat, opening it still returns at once
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise BadImage(MISSING, label) from exc
-    except OSError as exc:  # a directory, permission denied, I/O error...
+    except OSError as exc:  # permission denied, I/O error...
         raise BadImage(UNREADABLE, label, f"{type(exc).__name__}: {exc}") from exc
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        kind = regular_file_problem(st.st_mode)
+        if kind:
+            raise BadImage(NOT_REGULAR, label, kind)
+        if st.st_size > max_bytes:
+            raise BadImage(TOO_LARGE, label, f"{st.st_size} bytes > max_bytes={max_bytes}")
+        try:
+            data = f.read(max_bytes + 1)  # bounded even if the file grows while it is read
+        except OSError as exc:
+            raise BadImage(UNREADABLE, label, f"{type(exc).__name__}: {exc}") from exc
+    if len(data) > max_bytes:
+        raise BadImage(TOO_LARGE, label, f"more than max_bytes={max_bytes} bytes")
+    return data
 
 
 def _open(data: bytes, max_pixels: int, label: str, reduce_to: int | None) -> Image.Image:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from littune.data.images import BadInputLog
+from littune.data.images import BadInputLog, regular_file_problem
 
 __all__ = [
     "Record",
@@ -55,6 +55,16 @@ class Source(Protocol):
     def __iter__(self) -> Iterator[Record]: ...
 
 
+def require_regular_file(path: Path) -> None:
+    """Refuse a data file that is missing or not a regular file (a FIFO would block the read)."""
+    try:
+        kind = regular_file_problem(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if kind:
+        raise ValueError(f"{path}: {kind}, not a regular file; littune reads data only from regular files")
+
+
 # Undecodable bytes read with errors="surrogateescape" become lone surrogates in this range.
 _SURROGATES = re.compile("[\udc80-\udcff]")
 
@@ -70,8 +80,7 @@ class _TableSource:
         root: str | Path | None,
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such file")
+        require_regular_file(self.path)
         self.image_col = image_col
         self.caption_col = caption_col
         # Relative image paths are resolved against root, else against the table's folder.
@@ -278,6 +287,10 @@ class WebDatasetSource:
 
         self.bad = BadInputLog()
         for shard in self.shards:
+            kind = regular_file_problem(os.stat(shard).st_mode) if _is_local(shard) and os.path.exists(shard) else ""
+            if kind:  # opening a FIFO would wait for a writer forever
+                self.bad.add(shard, shard, "not a regular file", f"{shard}: {kind}")
+                continue
             try:
                 with gopen(shard) as stream:
                     files = tar_file_expander([{"url": shard, "stream": stream}])

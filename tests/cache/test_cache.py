@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -66,9 +67,14 @@ def test_round_trip(tmp_path, data, tower, cache_f32, dtype):
     assert (m.tower, m.fingerprint, m.preprocess) == ("timm:test_vit", tower.fingerprint(), tower.preprocess.to_dict())
     assert (m.embed_dim, m.dtype, m.shard_size, m.views, m.source) == (64, dtype, 16, 0, str(csv))
     assert (m.n_items, m.count, m.n_captions, m.n_bad) == (N_IMAGES, N_IMAGES, N_IMAGES + len(EXTRA), 0)
-    assert m.shards == [{"index": 0, "count": 16, "start": 0, "end": 16},
-                        {"index": 1, "count": 16, "start": 16, "end": 32},
-                        {"index": 2, "count": 8, "start": 32, "end": 40}]
+    assert [{k: s[k] for k in ("index", "count", "start", "end", "width", "dtype")} for s in m.shards] == [
+        {"index": 0, "count": 16, "start": 0, "end": 16, "width": 64, "dtype": dtype},
+        {"index": 1, "count": 16, "start": 16, "end": 32, "width": 64, "dtype": dtype},
+        {"index": 2, "count": 8, "start": 32, "end": 40, "width": 64, "dtype": dtype}]
+    for s in m.shards:  # each file's SHA-256, as written
+        k = s["index"]
+        assert s["files"] == {rel: hashlib.sha256((out / rel).read_bytes()).hexdigest()
+                              for rel in (f"img_emb/img_emb_{k}.npy", f"metadata/metadata_{k}.parquet")}
 
     # clip-retrieval layout, and nothing half-written left behind.
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())

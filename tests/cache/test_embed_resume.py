@@ -1,7 +1,6 @@
 """`littune embed` killed in the middle and run again ends with exactly the files of an uninterrupted run."""
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
@@ -9,30 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from littune.cache import CacheMismatch, EmbedOptions, Manifest, auto_shard_size, embed
 from littune.cli import main
 from littune.infer.options import IndexOptions
 
-from .tiny_data import TOWER, cli_command, cli_env, load_tower, make_dataset, wait_for_file
+from .tiny_data import TOWER, cli_command, cli_env, files_of, load_tower, make_dataset, one_thread, wait_for_file
 
 N_IMAGES, SHARD = 60, 8  # 8 shards, the last one of 4 images
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """In-process runs use one thread, like the subprocess (OMP_NUM_THREADS=1): the same kernels."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.xdist_group("subprocess")
@@ -49,7 +32,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tower_weights, cap
     victim = subprocess.Popen(cli_command(*args(resumed)), env=cli_env(sleep=0.5), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:
-        with _one_thread():  # meanwhile, the uninterrupted run, here
+        with one_thread():  # meanwhile, the uninterrupted run, here
             assert main(args(full)) == 0
         wait_for_file(resumed / "img_emb" / "img_emb_0.npy", victim, "shard")
         victim.send_signal(signal.SIGKILL)
@@ -66,12 +49,12 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tower_weights, cap
     assert "img_emb_0.npy" in done and len(done) < N_IMAGES // SHARD + 1
 
     capsys.readouterr()
-    with _one_thread():  # the same command again
+    with one_thread():  # the same command again
         assert main(args(resumed)) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[0])
     assert report["count"] == N_IMAGES and report["n_bad"] == 0
 
-    a, b = _files(full), _files(resumed)
+    a, b = files_of(full), files_of(resumed)
     assert sorted(a) == sorted(b)
     assert not [name for name in a if name.endswith(".tmp")]
     assert len([n for n in a if n.startswith("img_emb_views/")]) == 8

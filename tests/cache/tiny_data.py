@@ -7,6 +7,7 @@ any download.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import os
@@ -157,3 +158,22 @@ def wait_for_file(path: Path, proc, what: str, timeout: float = 120.0) -> None:
         assert proc.poll() is None, f"ended before its first {what}: {proc.stderr.read()[-3000:]}"
         assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
         time.sleep(0.02)
+
+
+# ---- comparing runs bit for bit ----------------------------------------------------------------------
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path: two folders compare bit for bit."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@contextlib.contextmanager
+def one_thread():
+    """In-process runs use one thread like a subprocess with OMP_NUM_THREADS=1: the same kernels, bits."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

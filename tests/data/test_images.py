@@ -82,8 +82,63 @@ def test_text_file_named_jpg(tmp_path: Path) -> None:
     assert reason_of(path) == "not an image"
 
 
-def test_directory_is_unreadable(tmp_path: Path) -> None:
-    assert reason_of(tmp_path) == "unreadable"
+def _refusal(path, **kwargs) -> BadImage:
+    with pytest.raises(BadImage) as e:
+        load_image(path, **kwargs)
+    return e.value
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    """A directory, a FIFO (opening it would wait for a writer forever), a socket and a device are
+    refused from ``stat`` before they are opened, saying what they are; a link to a photo is read."""
+    import os
+    import socket
+
+    fifo, sock = tmp_path / "pipe.jpg", tmp_path / "sock.jpg"
+    os.mkfifo(fifo)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    try:
+        for path, kind in ((tmp_path, "a directory"), (fifo, "a FIFO"), (sock, "a socket"),
+                           (Path("/dev/null"), "a character device")):
+            e = _refusal(path)
+            assert (e.reason, e.detail) == ("not a regular file", kind), path
+        (tmp_path / "link.jpg").symlink_to(fifo)  # a link is judged by what it points to
+        assert _refusal(tmp_path / "link.jpg").detail == "a FIFO"
+    finally:
+        server.close()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(noise(), "PNG"))
+    (tmp_path / "photo_link.png").symlink_to(photo)
+    assert load_image(tmp_path / "photo_link.png").size == (64, 48)
+
+
+def test_a_file_over_the_byte_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    data = encode(noise(), "PNG")
+    path.write_bytes(data)
+    e = _refusal(path, max_bytes=len(data) - 1)
+    assert e.reason == "file too large" and f"{len(data)} bytes > max_bytes={len(data) - 1}" in str(e)
+    assert load_image(path, max_bytes=len(data)).size == (64, 48)  # exactly at the limit: fine
+    # A sparse 1 GiB file, over the default limit: refused from its size, none of it read.
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as f:
+        f.truncate(1 << 30)
+    assert _refusal(huge).reason == "file too large"
+
+
+def test_dev_zero_is_refused_not_read_until_memory_runs_out(tmp_path: Path) -> None:
+    """In a child with 1 GiB of address space: reading /dev/zero whole would never end."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "from littune.data.images import BadImage, load_image\n"
+            "try:\n    load_image('/dev/zero')\nexcept BadImage as e:\n    print(e.reason, '|', e.detail)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "not a regular file | a character device", r.stderr[-2000:]
 
 
 def test_bomb_from_header_before_decoding() -> None:
