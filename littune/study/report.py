@@ -3,6 +3,7 @@
     study.md                 setting, towers, steps, training time, retrieval R@1/R@5, zero-shot top-1
     study_metrics.png        zero-shot top-1 and retrieval R@1 per setting (grouped bars)
     study_accuracy_time.png  zero-shot top-1 and t2i R@1 against training wall time (log scale)
+    study_frontier.png       zero-shot top-1 against image->text R@1, one point per setting (the trade-off)
     study.json               every setting's full result
 """
 from __future__ import annotations
@@ -56,7 +57,26 @@ def plot_study_metrics(results: dict[str, dict], out_png: Path) -> Path:
     ax.set_ylabel("score")
     ax.set_ylim(0, min(1.0, max([results[n].get(k) or 0 for n in names for k, _ in keys] + [0.1]) * 1.25))
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("lock settings: zero-shot and retrieval at equal steps")
+    ax.set_title("zero-shot and retrieval per setting")
+    return save_figure(fig, out_png)
+
+
+def plot_frontier(results: dict[str, dict], out_png: Path) -> Path:
+    """Zero-shot against retrieval, one point per setting: the settings no other beats on both are
+    joined (the frontier a recipe is chosen from)."""
+    pts = [(r["i2t_r1"], r["zeroshot_top1"], n) for n, r in results.items()
+           if r.get("i2t_r1") is not None and r.get("zeroshot_top1") is not None]
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.subplots()
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts])
+    for x, y, n in pts:
+        ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    front = sorted(p for p in pts if not any(q[0] >= p[0] and q[1] >= p[1] and q[:2] != p[:2] for q in pts))
+    ax.plot([p[0] for p in front], [p[1] for p in front], ls="--", lw=1, color="gray", label="frontier")
+    ax.set_xlabel("image→text R@1 (first retrieval evaluation)")
+    ax.set_ylabel("zero-shot top-1 (first zero-shot evaluation)")
+    ax.legend(fontsize=8)
+    ax.set_title("zero-shot against retrieval")
     return save_figure(fig, out_png)
 
 
@@ -86,9 +106,11 @@ def write_study_report(study: StudyConfig, results: dict[str, dict]) -> Path:
     lines = [f"# Study: {study.name}", ""]
     if results:
         lines += [study_table(results), ""]
-        lines += ["![metrics](study_metrics.png)", "", "![accuracy against time](study_accuracy_time.png)", ""]
+        lines += ["![metrics](study_metrics.png)", "", "![accuracy against time](study_accuracy_time.png)", "",
+                  "![zero-shot against retrieval](study_frontier.png)", ""]
         plot_study_metrics(results, out / "study_metrics.png")
         plot_accuracy_vs_time(results, out / "study_accuracy_time.png")
+        plot_frontier(results, out / "study_frontier.png")
     if missing:
         lines += [f"Not finished yet: {', '.join(missing)} (rerun the same command to continue).", ""]
     lines += ["Evaluations: " + "; ".join(f"{n} ({e['kind']}: " + ", ".join(f"{k}={v}" for k, v in e.items()

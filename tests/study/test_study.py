@@ -89,7 +89,7 @@ def test_two_setting_study_end_to_end_and_resume(study_data, tmp_path, capsys):
     assert "| Lu | timm:test_efficientnet (L) | scratch (u) | 3 × 8 |" in report
     assert "| uu | timm:test_efficientnet (u) | scratch (u) | 3 × 8 |" in report
     assert "Not finished" not in report
-    for png in ("study_metrics.png", "study_accuracy_time.png"):
+    for png in ("study_metrics.png", "study_accuracy_time.png", "study_frontier.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "study.json").read_text()) == results
 
@@ -180,3 +180,31 @@ def test_report_with_nothing_finished_says_so_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("littune study: error: no setting of") and "nothing to report" in err
     assert not (out / "study.md").exists()
+
+
+def test_frontier_joins_the_settings_no_other_beats_on_both(tmp_path):
+    from littune.study import report
+
+    drawn = {}
+    real = report.Figure
+
+    class Spy(real):
+        def subplots(self, *a, **k):
+            ax = super().subplots(*a, **k)
+            plot = ax.plot
+
+            def spy(x, y, *pa, **pk):
+                drawn["frontier"] = list(zip(x, y))
+                return plot(x, y, *pa, **pk)
+            ax.plot = spy
+            return ax
+
+    results = {"a": {"i2t_r1": 0.30, "zeroshot_top1": 0.40}, "b": {"i2t_r1": 0.33, "zeroshot_top1": 0.30},
+               "c": {"i2t_r1": 0.29, "zeroshot_top1": 0.35}, "d": {"i2t_r1": 0.34, "zeroshot_top1": 0.25}}
+    report.Figure = Spy
+    try:
+        png = report.plot_frontier(results, tmp_path / "f.png")
+    finally:
+        report.Figure = real
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn["frontier"] == [(0.30, 0.40), (0.33, 0.30), (0.34, 0.25)]  # c is beaten by a on both
