@@ -193,7 +193,7 @@ def format_table(r: dict) -> str:
         ("flowers zero-shot top-1 (5 classes, chance 0.200)", f"{r['flowers_zeroshot_top1']:.3f}"),
         ("flowers linear probe top-1 (locked features)", f"{r['flowers_probe_top1']:.3f}"),
         ("final temperature", f"{r['temperature']:.1f}"),
-        ("wall time", f"{r['wall_s'] / 60:.1f} min"),
+        ("wall time of `littune demo` (install not included)", f"{r['wall_s'] / 60:.1f} min"),
     ]
     rows += [(f"  {k}", "not measured (run through `make demo`)" if v is None else f"{v / 60:.1f} min")
              for k, v in r.get("phases_s", {}).items()]

@@ -53,7 +53,7 @@ def one_step(loss_name: str, local_loss: bool, chunk: int) -> dict:
     if chunk:
         loss = grad_cache_step(fwd, loss_fn, tokens, image_kw, chunk, False)
     else:
-        loss = plain_step(fwd, loss_fn, tokens, image_kw, False)
+        loss = plain_step(fwd, loss_fn, {"tokens": tokens}, image_kw, False)
     loss = distributed.mean_across(loss)
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     return {"loss": loss, "grads": grads}

@@ -257,5 +257,8 @@ def test_interpolate_refuses_a_lora_run_whose_pretrained_weights_changed(runs, t
     key = next(k for k in state if k.endswith("query.base_layer.weight"))
     state[key] = state[key] + 1e-3  # the frozen weights under the adapters are not the pre-trained ones
     save_file(state, str(run / "model.safetensors"))
-    with pytest.raises(ValueError, match=r"model_info.json: the pre-trained text tower \(.*model.safetensors\)"):
+    # Refused on load by the text tower's recorded fingerprint, before any mixing (the LoRA base check
+    # behind it names model_info.json's pre-trained fingerprint when only that record disagrees).
+    with pytest.raises(ValueError, match=r"refusing to load: the weights of text are not the ones recorded"):
         interpolate_run(run, 0.5, tmp_path / "mix")
+    assert not (tmp_path / "mix").exists()
