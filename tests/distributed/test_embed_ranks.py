@@ -161,10 +161,10 @@ def test_two_ranks_killed_and_resumed_equal_the_uninterrupted_run(setup, two):
     # while the uninterrupted one (the fixture) runs beside it.
     victim = torchrun(boot, args(resumed), sleep=1.0)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # generous: the suite's other worker shares the two cores
         while not list((resumed / "img_emb").glob("img_emb_*.npy")):
             assert victim.poll() is None, f"embed ended before its first shard: {victim.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "no shard within 120 s"
+            assert time.monotonic() < deadline, "no shard within 300 s"
             time.sleep(0.02)
     finally:
         kill_tree(victim)
