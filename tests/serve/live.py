@@ -27,8 +27,8 @@ def start_server(model, *args: str, env: dict | None = None, ready_headers: dict
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "littune", "serve", "--model", str(model), "--port", str(port),
-                             "--threads", "1", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                             "--threads", "1", *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # not the test worker's stdin (xdist's channel)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
