@@ -126,8 +126,7 @@ def embed_images(cfg: ExperimentConfig, specs: list[str]) -> None:
 
     tower = cfg.model.image.build()
     for spec in specs:
-        image_features(tower, spec if ":" in spec or spec.endswith((".csv", ".jsonl", ".tsv")) else f"folder:{spec}",
-                       cfg.data.cache_root, cfg.train.progress)
+        image_features(tower, spec, cfg.data.cache_root, cfg.train.progress)
 
 
 def run_demo(opts: DemoOptions) -> dict:
@@ -148,7 +147,8 @@ def run_demo(opts: DemoOptions) -> dict:
     cfg.train.progress = opts.progress
     phases = {"install": _install_seconds()}
     t = time.time()
-    embed_images(cfg, [splits[s] for s in ("train", "dev", "test")] + [str(flowers / p) for p in ("train", "test")])
+    embed_images(cfg, [splits[s] for s in ("train", "dev", "test")]
+                 + [f"folder:{flowers / part}" for part in ("train", "test")])
     phases["embed"] = time.time() - t
     t = time.time()
     summary = train(cfg)  # embeds the captions first when the text tower is locked (a text cache)

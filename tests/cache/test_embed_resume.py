@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from littune.cache import CacheMismatch, EmbedOptions, Manifest, auto_shard_size
 from littune.cli import main
 from littune.infer.options import IndexOptions
 
-from .tiny_data import TOWER, cli_command, cli_env, files_of, load_tower, make_dataset, one_thread, wait_for_file
+from .tiny_data import (TOWER, cli_command, cli_env, files_of, killed_at_the_end, load_tower, make_dataset,
+                        one_thread, wait_for_file)
 
 N_IMAGES, SHARD = 60, 8  # 8 shards, the last one of 4 images
 
@@ -31,16 +31,10 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, tower_weights, cap
     # The real command in a subprocess, slowed to 0.5 s a shard, killed once its first shard is written.
     victim = subprocess.Popen(cli_command(*args(resumed)), env=cli_env(sleep=0.5), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_at_the_end(victim):
         with one_thread():  # meanwhile, the uninterrupted run, here
             assert main(args(full)) == 0
         wait_for_file(resumed / "img_emb" / "img_emb_0.npy", victim, "shard")
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-        victim.stderr.close()
 
     # The killed run left an unfinished cache: a manifest saying so, some shards missing.
     m = Manifest.read(resumed)

@@ -148,7 +148,6 @@ def cli_env(sleep: float = 0.0) -> dict:
     return env
 
 
-
 def wait_for_file(path: Path, proc, what: str, timeout: float = 120.0) -> None:
     """Poll until ``proc`` writes ``path`` (a shard, a checkpoint); fail if it ends or stalls first."""
     import time
@@ -158,6 +157,21 @@ def wait_for_file(path: Path, proc, what: str, timeout: float = 120.0) -> None:
         assert proc.poll() is None, f"ended before its first {what}: {proc.stderr.read()[-3000:]}"
         assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def killed_at_the_end(proc):
+    """Run the block, then SIGKILL ``proc`` (kill -9) and reap it; never leave it running on failure."""
+    import signal
+
+    try:
+        yield proc
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
 
 
 # ---- comparing runs bit for bit ----------------------------------------------------------------------

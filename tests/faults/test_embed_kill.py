@@ -8,7 +8,6 @@ files. Where it lands is drawn from a seeded generator after the run has started
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ import pytest
 
 from littune.cli import main
 from tests.cache.conftest import tower_weights  # noqa: F401  (session fixture)
-from tests.cache.tiny_data import TOWER, cli_env, files_of, make_dataset, one_thread, wait_for_file
+from tests.cache.tiny_data import (TOWER, cli_env, files_of, killed_at_the_end, make_dataset, one_thread,
+                                   wait_for_file)
 
 
 SEEDS = (0, 1, 2)  # embed; the index (slower to start: a model to load) takes the first two
@@ -52,15 +52,9 @@ def _kill_at_random(args: list[str], started: Path, seed: int, window: float) ->
     proc = subprocess.Popen([sys.executable, "-c", _BOOT, *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     wait = float(np.random.default_rng(seed).uniform(0, window))
-    try:
+    with killed_at_the_end(proc):
         wait_for_file(started, proc, "write", timeout=180)
         time.sleep(wait)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
     return wait
 
 

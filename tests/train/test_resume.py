@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from littune.cli import main
 from littune.train import Trainer, load_config
 from littune.runs import latest_checkpoint
 
-from tests.cache.tiny_data import cli_command, cli_env, make_cache, model_overrides, wait_for_file
+from tests.cache.tiny_data import cli_command, cli_env, killed_at_the_end, make_cache, model_overrides, wait_for_file
 
 STEPS, EVERY = 24, 6
 
@@ -49,19 +48,13 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, cache, tower_
     # B: the real command, slowed to 0.15 s a step, killed a little after its first checkpoint.
     victim = subprocess.Popen(cli_command("train", *_overrides(run_b, cache, tower_weights, tokenizer_file)),
                               env=cli_env(sleep=0.15), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with killed_at_the_end(victim):
         # A: uninterrupted, meanwhile, in this process.
         assert main(["train", *_overrides(run_a, cache, tower_weights, tokenizer_file)]) == 0
         summary = capsys.readouterr().out.splitlines()  # without --json: one line a person reads
         assert len(summary) == 1 and summary[0].startswith(f"trained {STEPS} steps in ") and str(run_a) in summary[0]
         wait_for_file(run_b / "checkpoints" / f"step_{EVERY:07d}", victim, "checkpoint")
         time.sleep(0.4)  # a few more steps (and metrics rows) past the checkpoint
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-        victim.stderr.close()
 
     stopped_at = int(latest_checkpoint(run_b).name.split("_")[1])
     assert stopped_at < STEPS and not (run_b / "summary.json").exists()
