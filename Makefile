@@ -31,8 +31,10 @@ $(BROWSER_STAMP): $(STAMP)
 
 install: $(STAMP) $(BROWSER_STAMP)
 
+# A crashed test worker ends the run at once (--max-worker-restart=0): xdist's loadgroup scheduler can
+# hang on a replaced worker, which turns one crash into a CI timeout with no report.
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup --max-worker-restart=0 -q $(PYTEST_ARGS)
 
 # The demo needs no browser: it installs the package only, and says how long that took.
 demo:

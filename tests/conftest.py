@@ -37,3 +37,29 @@ def tiny_lit_run(tmp_path_factory) -> dict:
     from tests.infer.tiny_lit import train_tiny_run
 
     return train_tiny_run(tmp_path_factory.mktemp("tiny_lit"))
+
+
+@pytest.fixture(autouse=True)
+def _no_dataloader_sigchld_handler_between_tests():
+    """Put SIGCHLD back to its default after each test.
+
+    A DataLoader with worker processes installs a process-wide SIGCHLD handler (torch's
+    ``_set_SIGCHLD_handler``) that stays after the loader is gone. In a long-lived test worker that
+    later starts subprocesses, every child's exit then runs torch's C check of its worker-pid table;
+    on this machine that crashed pytest-xdist workers with SIGSEGV (exit status 11) in tests that
+    merely ran ``subprocess.run``, and xdist's loadgroup scheduler then hung on the lost worker until
+    CI's time ran out. littune's own commands run one job per process and never mix the two.
+    Resetting it after each test gives every test the signal state of a fresh process; torch installs
+    the handler again for the next loader that needs it.
+    """
+    import signal
+
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before:
+        signal.signal(signal.SIGCHLD, before)
+        import sys
+
+        handling = sys.modules.get("torch.utils.data._utils.signal_handling")
+        if handling is not None:
+            handling._SIGCHLD_handler_set = False
