@@ -17,7 +17,7 @@ def _demo(p: argparse.ArgumentParser):
                    help="text tower: pre-trained MiniLM, or a transformer trained from scratch")
     p.add_argument("--quick", action="store_true", help="a small slice of the data: a first look in minutes")
     p.add_argument("--steps", type=int, default=None,
-                   help="training steps (default: the recipe's, 500; 40 with --quick)")
+                   help="training steps (default: the recipe's, 300; 40 with --quick)")
     add_cache(p)
     add_json(p, "one object with the results")
     add_progress(p)
