@@ -1,0 +1,169 @@
+"""Would caching a partly locked text tower's hidden states pay? One MiniLM training step, two ways.
+
+    python benchmarks/bench_prefix_cache.py [--batch 256] [--steps 8] [--threads N]
+
+With ``model.text.locked_blocks=N`` the lowest N layer groups of MiniLM (embeddings, then encoder
+layers) never change, so their output for every caption could be computed once, like the image
+cache, and a step would start from it. This measures what that would save, on real Flickr8k train
+captions at the demo's context length (32):
+
+    live      tokens -> every layer (the locked ones without gradients) -> pool -> loss, backward
+    prefix    a batch of cached hidden states (fp16, gathered from a table the size of Flickr8k's
+              30,000 captions, then cast) -> the unlocked layers -> pool -> loss, backward
+
+Both run the same unlocked layers with the same attention mask (the mask MiniLM itself builds,
+captured from a live forward), and the benchmark checks that they give the same features before
+timing. The loss is InfoNCE against fixed random image features through a linear text head, so the
+backward pass is a training step's. Issue 11 keeps the cache only if it is at least 1.3x faster per
+step; the table gives the ratio per N and the storage it would take. Run it on an idle machine.
+The last line printed is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED, print_json, print_table, stage  # noqa: E402
+
+KEEP_AT = 1.3  # the issue's bar: keep the prefix cache only if a step is at least this much faster
+FLICKR8K_TRAIN_CAPTIONS = 30_000
+
+
+def captions(n: int) -> list[str]:
+    from littune.data.flickr8k import Flickr8k
+
+    caps = Flickr8k(SHARED / "flickr8k", "train").captions()
+    return [caps[i % len(caps)] for i in range(n)]
+
+
+def capture_layer_inputs(tower, tokens: dict) -> tuple[list[torch.Tensor], object]:
+    """The hidden states entering every encoder layer, and the attention mask MiniLM passes them."""
+    layers = tower.layer_groups()[1:]
+    seen: list[torch.Tensor] = []
+    mask: list = []
+
+    def hook(_module, args, kwargs):
+        seen.append(args[0].detach())
+        if not mask:
+            mask.append(args[1] if len(args) > 1 else kwargs.get("attention_mask"))
+
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
+    try:
+        with torch.no_grad():
+            tower.features(tokens["input_ids"], tokens["attention_mask"])
+    finally:
+        for h in handles:
+            h.remove()
+    return seen, mask[0]
+
+
+def run_from(tower, first_layer: int, hidden: torch.Tensor, ext_mask, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The encoder from layer ``first_layer`` on, then the tower's pooling: (B, D) features."""
+    from littune.towers.text import pool
+
+    for layer in tower.layer_groups()[1 + first_layer:]:
+        out = layer(hidden, ext_mask)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return pool(hidden, attention_mask, tower.pooling)
+
+
+def contrastive(features: torch.Tensor, head: torch.nn.Linear, images: torch.Tensor) -> torch.Tensor:
+    t = F.normalize(head(features), dim=-1)
+    logits = 30.0 * images @ t.T
+    labels = torch.arange(len(t))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def time_alternating(a, b, steps: int) -> tuple[float, float]:
+    """Median seconds of ``a`` and of ``b``, run in turns (this machine's speed drifts by 20-30%
+    over a minute: timing one block after the other would bias the ratio)."""
+    a(), b()  # warm-up: allocator and kernels
+    ta, tb = [], []
+    for _ in range(steps):
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def measure(locked_blocks: int, batch: int, steps: int, tokens: dict, images: torch.Tensor) -> dict:
+    from littune.towers.text import create_text_tower
+
+    tower = create_text_tower("minilm", lock="U", locked_blocks=locked_blocks, context_length=32)
+    head = torch.nn.Linear(tower.embed_dim, images.shape[1])
+    params = [p for p in [*tower.parameters(), *head.parameters()] if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.0)  # the step's optimiser work, without changing the weights
+    first = locked_blocks - 1  # groups: [embeddings, layer 0, ..., layer 5]; N locked -> layer N-1 trains first
+    inputs, ext_mask = capture_layer_inputs(tower, tokens)
+    T, D = inputs[first].shape[1:]
+    table = torch.zeros(FLICKR8K_TRAIN_CAPTIONS, T, D, dtype=torch.float16)  # the cache, in memory
+    table[:batch] = inputs[first].half()
+    rows = torch.arange(batch)
+
+    tower.eval()  # no dropout while checking: the same features both ways (fp16 storage rounds a little)
+    with torch.no_grad():
+        live_f = tower.features(tokens["input_ids"], tokens["attention_mask"])
+        prefix_f = run_from(tower, first, table[rows].float(), ext_mask, tokens["attention_mask"])
+    max_diff = float((live_f - prefix_f).abs().max())
+    cos = float(F.cosine_similarity(live_f, prefix_f).min())
+    tower.train()
+
+    def live_step():
+        opt.zero_grad(set_to_none=True)
+        contrastive(tower.features(tokens["input_ids"], tokens["attention_mask"]), head, images).backward()
+        opt.step()
+
+    def prefix_step():
+        opt.zero_grad(set_to_none=True)
+        hidden = table[rows].float()  # gather the batch's rows and cast, as a cached step would
+        contrastive(run_from(tower, first, hidden, ext_mask, tokens["attention_mask"]), head, images).backward()
+        opt.step()
+
+    live_s, prefix_s = time_alternating(live_step, prefix_step, steps)
+    return {"locked_blocks": locked_blocks, "trained_layers": len(tower.layer_groups()) - locked_blocks,
+            "live_s": round(live_s, 4), "prefix_s": round(prefix_s, 4), "speedup": round(live_s / prefix_s, 3),
+            "min_cosine": round(cos, 6), "max_abs_diff": max_diff,
+            "cache_gb_flickr8k": round(FLICKR8K_TRAIN_CAPTIONS * T * D * 2 / 1e9, 2), "seq_len": T}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--locked-blocks", default="2,4,6", help="comma-separated N of model.text.locked_blocks")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    from littune.towers.text import create_text_tower
+
+    tok = create_text_tower("minilm", lock="L", context_length=32).tokenizer
+    tokens = tok(captions(a.batch))
+    images = F.normalize(torch.randn(a.batch, 1280), dim=-1)
+    rows = []
+    for n in (int(x) for x in a.locked_blocks.split(",")):
+        stage(f"locked_blocks={n}: live and prefix steps, batch {a.batch}")
+        r = measure(n, a.batch, a.steps, tokens, images)
+        if r["min_cosine"] < 0.999:
+            raise SystemExit(f"locked_blocks={n}: the prefix path's features differ from the live ones "
+                             f"(min cosine {r['min_cosine']}): the measurement would be of something else")
+        rows.append(r)
+    print_table(f"MiniLM step, batch {a.batch}, {torch.get_num_threads()} threads, padded length {rows[0]['seq_len']}", [
+        (f"locked_blocks={r['locked_blocks']} ({r['trained_layers']} layers train)",
+         f"{r['live_s'] * 1000:.0f} -> {r['prefix_s'] * 1000:.0f} ms",
+         f"{r['speedup']:.2f}x; cache {r['cache_gb_flickr8k']} GB fp16; min cos {r['min_cosine']:.5f}") for r in rows])
+    print_json({"batch": a.batch, "threads": torch.get_num_threads(), "keep_at": KEEP_AT,
+                "rows": rows, "keep": {str(r["locked_blocks"]): r["speedup"] >= KEEP_AT for r in rows}})
+
+
+if __name__ == "__main__":
+    main()
