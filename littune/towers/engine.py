@@ -16,9 +16,11 @@ rounding), caches made by different engines are interchangeable; the manifest re
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -90,6 +92,22 @@ def _torch(module: nn.Module, example: tuple, threads: int | None) -> Callable:
     return run
 
 
+@contextlib.contextmanager
+def _quiet_conversion() -> Iterator[None]:
+    """Tracing probes every attribute of the module, and torch and transformers then warn about
+    things no user did (transformers: "`loss_type=None` was set in the config but it is
+    unrecognized"). Silence both for the conversion only; the self-check judges the result."""
+    library = logging.getLogger("transformers")
+    level = library.level
+    library.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        library.setLevel(level)
+
+
 @ENGINES.register("openvino", description="OpenVINO runtime, fp32 (pip install openvino)")
 def _openvino(module: nn.Module, example: tuple, threads: int | None) -> Callable:
     import openvino as ov
@@ -97,8 +115,7 @@ def _openvino(module: nn.Module, example: tuple, threads: int | None) -> Callabl
     dynamic = [ov.PartialShape([-1] + list(x.shape[1:])) if x.dim() == 4 else ov.PartialShape([-1, -1])
                for x in example]
     types = [ov.Type.u8 if x.dtype == torch.uint8 else ov.Type.i64 for x in example]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracing warnings from torch and transformers
+    with _quiet_conversion():
         model = ov.convert_model(module.eval(), example_input=example,
                                  input=list(zip(dynamic, types)))
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
@@ -117,8 +134,7 @@ def _onnx(module: nn.Module, example: tuple, threads: int | None) -> Callable:
     names = [f"input{i}" for i in range(len(example))]
     axes = {n: ({0: "batch"} if x.dim() == 4 else {0: "batch", 1: "tokens"}) for n, x in zip(names, example)}
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet_conversion():
         torch.onnx.export(module.eval(), example, buf, input_names=names, output_names=["features"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)
     so = ort.SessionOptions()
