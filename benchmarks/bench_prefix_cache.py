@@ -43,25 +43,22 @@ def captions(n: int) -> list[str]:
     return [caps[i % len(caps)] for i in range(n)]
 
 
-def capture_layer_inputs(tower, tokens: dict) -> tuple[list[torch.Tensor], object]:
-    """The hidden states entering every encoder layer, and the attention mask MiniLM passes them."""
-    layers = tower.layer_groups()[1:]
-    seen: list[torch.Tensor] = []
-    mask: list = []
+def live_features_and_layer_input(tower, tokens: dict, layer: int) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """One live forward: the features, the hidden states entering encoder layer ``layer`` and the
+    attention mask MiniLM passes to it."""
+    seen: dict = {}
 
     def hook(_module, args, kwargs):
-        seen.append(args[0].detach())
-        if not mask:
-            mask.append(args[1] if len(args) > 1 else kwargs.get("attention_mask"))
+        seen["hidden"] = args[0].detach()
+        seen["mask"] = args[1] if len(args) > 1 else kwargs.get("attention_mask")
 
-    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in layers]
+    handle = tower.layer_groups()[1 + layer].register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
-            tower.features(tokens["input_ids"], tokens["attention_mask"])
+            features = tower.features(tokens["input_ids"], tokens["attention_mask"])
     finally:
-        for h in handles:
-            h.remove()
-    return seen, mask[0]
+        handle.remove()
+    return features, seen["hidden"], seen["mask"]
 
 
 def run_from(tower, first_layer: int, hidden: torch.Tensor, ext_mask, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -72,13 +69,6 @@ def run_from(tower, first_layer: int, hidden: torch.Tensor, ext_mask, attention_
         out = layer(hidden, ext_mask)
         hidden = out[0] if isinstance(out, tuple) else out
     return pool(hidden, attention_mask, tower.pooling)
-
-
-def contrastive(features: torch.Tensor, head: torch.nn.Linear, images: torch.Tensor) -> torch.Tensor:
-    t = F.normalize(head(features), dim=-1)
-    logits = 30.0 * images @ t.T
-    labels = torch.arange(len(t))
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 def time_alternating(a, b, steps: int) -> tuple[float, float]:
@@ -95,36 +85,39 @@ def time_alternating(a, b, steps: int) -> tuple[float, float]:
 
 
 def measure(locked_blocks: int, batch: int, steps: int, tokens: dict, images: torch.Tensor) -> dict:
+    from littune.losses import create_loss
     from littune.towers.text import create_text_tower
 
     tower = create_text_tower("minilm", lock="U", locked_blocks=locked_blocks, context_length=32)
     head = torch.nn.Linear(tower.embed_dim, images.shape[1])
     params = [p for p in [*tower.parameters(), *head.parameters()] if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.0)  # the step's optimiser work, without changing the weights
+    loss_fn, scale = create_loss("softmax"), torch.tensor(30.0)
     first = locked_blocks - 1  # groups: [embeddings, layer 0, ..., layer 5]; N locked -> layer N-1 trains first
-    inputs, ext_mask = capture_layer_inputs(tower, tokens)
-    T, D = inputs[first].shape[1:]
-    table = torch.zeros(FLICKR8K_TRAIN_CAPTIONS, T, D, dtype=torch.float16)  # the cache, in memory
-    table[:batch] = inputs[first].half()
-    rows = torch.arange(batch)
-
     tower.eval()  # no dropout while checking: the same features both ways (fp16 storage rounds a little)
+    live_f, hidden, ext_mask = live_features_and_layer_input(tower, tokens, first)
+    T, D = hidden.shape[1:]
+    table = torch.zeros(FLICKR8K_TRAIN_CAPTIONS, T, D, dtype=torch.float16)  # the cache, in memory
+    table[:batch] = hidden.half()
+    rows = torch.arange(batch)
     with torch.no_grad():
-        live_f = tower.features(tokens["input_ids"], tokens["attention_mask"])
         prefix_f = run_from(tower, first, table[rows].float(), ext_mask, tokens["attention_mask"])
     max_diff = float((live_f - prefix_f).abs().max())
     cos = float(F.cosine_similarity(live_f, prefix_f).min())
     tower.train()
 
+    def loss(features: torch.Tensor) -> torch.Tensor:  # InfoNCE through a linear text head, as in training
+        return loss_fn(images, F.normalize(head(features), dim=-1), scale)
+
     def live_step():
         opt.zero_grad(set_to_none=True)
-        contrastive(tower.features(tokens["input_ids"], tokens["attention_mask"]), head, images).backward()
+        loss(tower.features(tokens["input_ids"], tokens["attention_mask"])).backward()
         opt.step()
 
     def prefix_step():
         opt.zero_grad(set_to_none=True)
-        hidden = table[rows].float()  # gather the batch's rows and cast, as a cached step would
-        contrastive(run_from(tower, first, hidden, ext_mask, tokens["attention_mask"]), head, images).backward()
+        cached = table[rows].float()  # gather the batch's rows and cast, as a cached step would
+        loss(run_from(tower, first, cached, ext_mask, tokens["attention_mask"])).backward()
         opt.step()
 
     live_s, prefix_s = time_alternating(live_step, prefix_step, steps)
@@ -144,10 +137,9 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    from littune.towers.text import create_text_tower
+    from littune.towers.text_hf import hf_tokenizer, minilm_path
 
-    tok = create_text_tower("minilm", lock="L", context_length=32).tokenizer
-    tokens = tok(captions(a.batch))
+    tokens = hf_tokenizer(str(minilm_path()), 32)(captions(a.batch))
     images = F.normalize(torch.randn(a.batch, 1280), dim=-1)
     rows = []
     for n in (int(x) for x in a.locked_blocks.split(",")):

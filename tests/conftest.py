@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,14 +54,10 @@ def _no_dataloader_sigchld_handler_between_tests():
     Resetting it after each test gives every test the signal state of a fresh process; torch installs
     the handler again for the next loader that needs it.
     """
-    import signal
-
     before = signal.getsignal(signal.SIGCHLD)
     yield
     if signal.getsignal(signal.SIGCHLD) is not before:
         signal.signal(signal.SIGCHLD, before)
-        import sys
-
         handling = sys.modules.get("torch.utils.data._utils.signal_handling")
         if handling is not None:
             handling._SIGCHLD_handler_set = False
