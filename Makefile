@@ -9,9 +9,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.littune-installed
 BROWSER_STAMP := $(VENV)/.littune-chromium
+DOCS_STAMP := $(VENV)/.littune-docs
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-quick bench clean
+.PHONY: install test demo demo-quick docs docs-serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,12 @@ $(BROWSER_STAMP): $(STAMP)
 	@if [ -x /usr/bin/chromium ]; then touch $@; \
 	else echo "note: no /usr/bin/chromium (needs Debian's apt as root): the browser test will skip"; fi
 
-install: $(STAMP) $(BROWSER_STAMP)
+# The docs extra (MkDocs, Material, mkdocstrings): `make test` builds the site with --strict.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[docs]' --config-settings editable_mode=compat
+	touch $@
+
+install: $(STAMP) $(BROWSER_STAMP) $(DOCS_STAMP)
 
 # A crashed test worker ends the run at once (--max-worker-restart=0): xdist's loadgroup scheduler can
 # hang on a replaced worker, which turns one crash into a CI timeout with no report.
@@ -45,5 +51,15 @@ demo-quick:
 	@t0=$$(date +%s); $(MAKE) --no-print-directory $(STAMP) && \
 	  LITTUNE_INSTALL_S=$$(( $$(date +%s) - t0 )) $(VENV)/bin/littune demo --quick
 
+# The documentation site (mkdocs.yml) into site/; without the docs extra, one line says how to get it.
+MKDOCS_MISSING := echo "make docs: MkDocs is not installed in $(VENV): run $(PY) -m pip install -c constraints.txt -e '.[docs]' (make test installs it too)"; exit 2
+docs:
+	@$(PY) -c "import mkdocs, material, mkdocstrings" 2>/dev/null || { $(MKDOCS_MISSING); }
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+docs-serve:
+	@$(PY) -c "import mkdocs, material, mkdocstrings" 2>/dev/null || { $(MKDOCS_MISSING); }
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -232,7 +232,7 @@ def load_test(a: argparse.Namespace) -> None:
          + (f", other: {', '.join(r['other'])}" if r["other"] else "")) for r in rows])
     print_json({"mode": "quick" if a.model is None else "model", "model": model, "threads": a.threads,
                 "idle_rss_mib": round(idle / 2 ** 20), "levels": rows,
-                "other_5xx_total": sum(r["other_5xx"] for r in rows)})
+                "other_5xx_total": sum(r["other_5xx"] for r in rows)}, variant="load")
 
 
 if __name__ == "__main__":

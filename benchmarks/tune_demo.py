@@ -5,11 +5,10 @@
 Trains the demo's config (littune/resources/configs/demo.yaml) plus the overrides on Flickr8k train
 (embedding caches reused from ~/.cache/littune), then prints one JSON line with dev R@K and
 zero-shot top-1 on flowers/train for two template sets. The test splits are never touched here:
-they are for `littune demo` to report. The README's demo table was made with this script.
+they are for `littune demo` to report. Writes docs/results/tune_demo-NAME.json (benchmarks/common.py).
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED  # noqa: E402
+from common import SHARED, print_json  # noqa: E402
 
 from littune.demo import FLOWER_NAMES  # noqa: E402
 from littune.evaluate.suite import eval_zeroshot  # noqa: E402
@@ -47,7 +46,7 @@ def main() -> None:
         z = eval_zeroshot(model, SHARED / "flowers" / "train", str(names), templates, None, False)
         result[f"flowers_train_zeroshot_{templates}"] = round(z["top1"], 4)
     shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(result))
+    print_json(result, variant=name)  # docs/results/tune_demo-NAME.json
 
 
 if __name__ == "__main__":
