@@ -18,7 +18,8 @@ def test_gpu_check_on_cpu(shared_data, tmp_path):
            "--steps", "2", "--live-steps", "1", "--compare", "2", "--batch", "8", "--nproc", "2",
            "--out", str(tmp_path / "out")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={
-        **__import__("os").environ, "OMP_NUM_THREADS": "1", "LITTUNE_CACHE_DIR": str(tmp_path / "cache")})
+        **__import__("os").environ, "OMP_NUM_THREADS": "1", "LITTUNE_CACHE_DIR": str(tmp_path / "cache"),
+        "LITTUNE_RESULTS_DIR": str(tmp_path / "results")})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     figures = json.loads(r.stdout.strip().splitlines()[-1])
     assert figures["ok"] and figures["device"] == "cpu"
@@ -27,3 +28,8 @@ def test_gpu_check_on_cpu(shared_data, tmp_path):
     assert figures["losses_vs_cpu"]["max_rel_diff"] == 0.0  # the same device: the same numbers
     assert len(figures["torchrun"]["losses"]) == 2 and figures["torchrun"]["nproc"] == 2
     assert figures["torchrun"]["max_rel_diff_vs_one_process"] <= 1e-3  # two processes, one global batch
+    # the same figures in its results file, with the machine and the command (benchmarks/common.py)
+    record = json.loads((tmp_path / "results" / "gpu_check.json").read_text())
+    assert record["figures"] == figures and record["command"].startswith("python benchmarks/gpu_check.py --device cpu")
+    assert record["machine"]["cores"] >= 1 and "avx512f" in record["machine"]["isa"]
+    assert record["machine"]["versions"]["torch"].split("+")[0] == __import__("torch").__version__.split("+")[0]

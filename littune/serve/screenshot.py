@@ -77,9 +77,10 @@ def drive_page(url: str, image: str | Path, labels: str, query: str, k: int, out
                             "combined": str(combined)}}
 
 
-# The combined screenshot is what the docs show: a 128-colour palette (octree) keeps text and bars sharp
-# and the thumbnails recognisable at about a quarter of the RGB file's size (725 KB -> ~180 KB).
-SCREENSHOT_COLOURS = 128
+# The combined screenshot is what the docs show: a palette of 128 colours (octree) keeps text and bars
+# sharp and the thumbnails recognisable at about a quarter of the RGB file's size (725 KB -> ~180 KB);
+# a page with more photo area gets fewer colours until the file fits.
+SCREENSHOT_COLOURS = (128, 64, 32)
 SCREENSHOT_MAX_BYTES = 200_000
 
 
@@ -92,5 +93,8 @@ def side_by_side(left: Path, right: Path, out: Path) -> Path:
     canvas = Image.new("RGB", (a.width + gap + b.width, max(a.height, b.height)), (200, 204, 210))
     canvas.paste(a, (0, 0))
     canvas.paste(b, (a.width + gap, 0))
-    canvas.quantize(colors=SCREENSHOT_COLOURS, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
+    for colours in SCREENSHOT_COLOURS:
+        canvas.quantize(colors=colours, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
+        if out.stat().st_size < SCREENSHOT_MAX_BYTES:
+            break
     return out

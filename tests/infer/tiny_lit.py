@@ -29,3 +29,13 @@ def train_tiny_run(root: Path, steps: int = 40) -> dict:
     captions = {row.split(",")[0].split("/")[-1]: row.split(",")[1] for row in data.read_text().splitlines()[1:]}
     return {"run": root / "run", "images": images, "captions": [captions[p.name] for p in images],
             "weights": weights, "root": root}
+
+
+def photo_folder(run: dict, folder: Path, n: int) -> Path:
+    """A folder holding copies of the first ``n`` images of a tiny run (to index, classify, serve)."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in run["images"][:n]:
+        shutil.copy(p, folder / p.name)
+    return folder

@@ -130,6 +130,7 @@ def test_browser_uploads_classifies_and_searches(live_server, serve_lit, serve_i
     for name, path in shown["screenshots"].items():
         assert Path(path).stat().st_size > 5_000
         shutil.copy(path, ARTIFACTS / Path(path).name)
+    assert Path(shown["screenshots"]["combined"]).stat().st_size < 200_000  # the docs' picture stays small
     print(f"browser screenshots: {ARTIFACTS / 'serve_screenshot.png'} (and serve_classify.png, serve_search.png)")
 
 
