@@ -38,9 +38,10 @@ $(DOCS_STAMP): $(STAMP)
 install: $(STAMP) $(BROWSER_STAMP) $(DOCS_STAMP)
 
 # A crashed test worker ends the run at once (--max-worker-restart=0): xdist's loadgroup scheduler can
-# hang on a replaced worker, which turns one crash into a CI timeout with no report.
+# hang on a replaced worker, which turns one crash into a CI timeout with no report. --durations=20 ends
+# every run with the slowest tests, so where the suite's time goes is always on screen.
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup --max-worker-restart=0 -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup --max-worker-restart=0 -q --durations=20 $(PYTEST_ARGS)
 
 # The demo needs no browser: it installs the package only, and says how long that took.
 demo:

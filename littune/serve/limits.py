@@ -1,6 +1,6 @@
 """What the web app accepts, and an ASGI middleware that refuses an oversized body before reading it.
 
-Resident memory of a server is bounded by these numbers (README, "The server's limits"): at most
+Resident memory of a server is bounded by these numbers (docs/serving.md, "The server's limits"): at most
 ``max_active`` requests run at once, each holding one upload (``max_upload_bytes``), and at most
 ``pixel_budget`` pixels are being decoded at once over all of them; up to ``max_queue`` more
 requests wait without their bodies being read, and any beyond get 503 JSON with Retry-After.

@@ -1,7 +1,7 @@
 """Drive the web page in a real headless browser: upload and classify, search, save screenshots.
 
 Debian's ``/usr/bin/chromium`` (the Makefile installs it) driven by Playwright for Python; no browser
-is downloaded. Used by the browser test and by ``benchmarks/bench_serve.py`` (README screenshot).
+is downloaded. Used by the browser test and by ``benchmarks/bench_serve.py`` (the docs' screenshot, docs/serving.md).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A locked tower never changes, so what runs it is free to choose: torch (always available), OpenVINO
 or ONNX Runtime (``pip install openvino`` / ``onnxruntime``). Measured on this project's 2-core AVX2
 machine, EfficientNet-Lite0 runs about 3.8x faster under OpenVINO than under torch (channels-last
-fp32), and MiniLM about 2-3x (README, benchmarks/bench_ttq.py).
+fp32), and MiniLM about 2-3x (docs/benchmarks.md, benchmarks/bench_ttq.py).
 
     run = image_engine(tower, "openvino")      # uint8 pixels (B, 3, H, W) -> features (B, D) float32
     run = text_engine(tower, "openvino")       # token ids, mask (B, T)   -> pooled features (B, D)
