@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import logging
 import warnings
+from collections import OrderedDict
 from typing import Callable, Iterator
 
 import numpy as np
@@ -144,12 +145,41 @@ def _onnx(module: nn.Module, example: tuple, threads: int | None) -> Callable:
     return lambda *inputs: session.run(None, dict(zip(names, inputs)))[0].astype(np.float32)
 
 
+# Converting a tower costs seconds (OpenVINO: ~10-20 s for Lite0 or MiniLM on 2 cores), and one process
+# often runs the same locked tower over several data sets (the demo: five image caches, three text
+# caches), each time from a freshly built tower object. Compiled engines are kept per process, keyed by
+# what fixes the function: the factory, the wrapper, the tower's name, pooling and preprocessing, its
+# weights' fingerprint, the inputs' dtypes and ranks, and the threads. Each new Engine still checks
+# itself against its own module's torch forward on its first inputs.
+_COMPILED: "OrderedDict[tuple, Callable]" = OrderedDict()
+_COMPILED_MAX = 4
+
+
+def _compiled(name: str, module: nn.Module, example: tuple, threads: int | None) -> Callable:
+    from .lock import fingerprint
+
+    factory = ENGINES.resolve(name)[0].factory
+    if name == "torch":  # runs the module itself: nothing to share
+        return factory(module, example, threads)
+    tower = getattr(module, "tower", module)
+    key = (factory, type(module).__name__, type(tower).__name__, getattr(tower, "name", None),
+           getattr(tower, "pooling", None), repr(getattr(tower, "preprocess", None)), fingerprint(module),
+           tuple((x.dtype, x.dim(), tuple(x.shape[1:]) if x.dim() == 4 else ()) for x in example), threads)
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    run = _COMPILED[key] = factory(module, example, threads)
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return run
+
+
 class Engine:
     """A compiled tower: ``engine(*numpy inputs) -> (B, D) float32``, self-checked against torch."""
 
     def __init__(self, name: str, module: nn.Module, example: tuple, threads: int | None = None):
         self.name, self.module = name, module
-        self._run = ENGINES.resolve(name)[0].factory(module, example, threads)
+        self._run = _compiled(name, module, example, threads)
         self._checked = name == "torch"
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:

@@ -101,3 +101,26 @@ def test_a_disagreeing_engine_is_refused(lite0, monkeypatch):
     pixels[1] = 200
     with pytest.raises(engines.EngineMismatch, match="disagrees with torch"):
         engines.image_engine(lite0, "openvino", threads=1)(pixels)
+
+
+def test_a_process_converts_each_locked_tower_once(tmp_path, monkeypatch):
+    """The demo runs one locked tower over five data sets, each from a fresh tower object: one conversion."""
+    from tests.cache.tiny_data import load_tower, save_tower_weights
+
+    entry = engines.ENGINES.resolve("openvino")[0]
+    real, calls = entry.factory, []
+
+    def counting(module, example, threads):
+        calls.append(type(module).__name__)
+        return real(module, example, threads)
+    monkeypatch.setattr(entry, "target", counting)
+    weights = save_tower_weights(tmp_path / "a.safetensors", seed=0)
+    first, second = load_tower(weights), load_tower(weights)  # two objects, the same weights
+    s = first.preprocess.input_size
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 3, s, s), dtype=np.uint8)
+    a = engines.image_engine(first, "openvino", threads=1)(pixels)
+    b = engines.image_engine(second, "openvino", threads=1)(pixels)
+    assert calls == ["_Pixels"] and np.array_equal(a, b)
+    other = load_tower(save_tower_weights(tmp_path / "b.safetensors", seed=1))  # other weights: its own
+    c = engines.image_engine(other, "openvino", threads=1)(pixels)  # (checked against its own torch forward)
+    assert calls == ["_Pixels", "_Pixels"] and not np.allclose(a, c)
