@@ -170,6 +170,9 @@ class Trainer:
         else:
             text_kw = {"tokens": {k: v.to(dev, non_blocking=True)
                                   for k, v in self.model.tokenize(batch["captions"]).items()}}
+        if batch.get("pixels") is None and batch.get("image_features") is None:
+            raise ValueError(f"step {self.step}: every image of process {self.rank}'s batch failed to decode "
+                             f"({len(batch.get('bad', []))} bad inputs, see bad_inputs in metrics.jsonl)")
         image_kw = ({"pixels": batch["pixels"].to(dev, non_blocking=True)} if batch.get("pixels") is not None
                     else {"image_features": batch["image_features"].to(dev, non_blocking=True)})
         bf16 = self.precision == "bf16"

@@ -3,7 +3,8 @@
 Guards against the classic distributed contrastive bug: gradients silently scaled by the
 world size when embeddings are gathered with autograd (open_clip's --gather-with-grad without
 --local-loss discussion). Every parameter's gradient is compared, for both losses, with and
-without the memory-lean local loss and with the gradient cache.
+without the memory-lean local loss and with the gradient cache; and with one process holding a pair
+fewer than the other (a dropped image: DROP, the fourth field), against one process on the pairs left.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 CASES = ["softmax:0:0", "softmax:1:0", "sigmoid:0:0", "sigmoid:1:0", "softmax:1:3", "sigmoid:0:2"]
+# Row 7 (rank 1's last) or row 1 (rank 0's) dropped: 4 + 3 or 3 + 4 pairs.
+UNEQUAL = ["softmax:0:0:7", "softmax:1:0:7", "sigmoid:1:0:1", "sigmoid:0:0:7", "softmax:1:3:1", "sigmoid:1:2:7"]
 
 
 def _run(out: Path, nproc: int, cases: list[str]) -> dict:
@@ -38,17 +41,19 @@ def _run(out: Path, nproc: int, cases: list[str]) -> dict:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     # The reference: one process, the whole global batch, no local loss, no gradient cache.
-    one = _run(tmp / "one.pt", 1, ["softmax:0:0", "sigmoid:0:0"])
-    two = _run(tmp / "two.pt", 2, CASES)
+    one = _run(tmp / "one.pt", 1, ["softmax:0:0", "sigmoid:0:0", "softmax:0:0:7", "sigmoid:0:0:7",
+                                   "softmax:0:0:1", "sigmoid:0:0:1"])
+    two = _run(tmp / "two.pt", 2, CASES + UNEQUAL)
     assert one["world"] == 1 and two["world"] == 2
     return one["results"], two["results"]
 
 
 @pytest.mark.xdist_group("torchrun")
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + UNEQUAL)
 def test_two_processes_match_one(runs, case):
     one, two = runs
-    ref, got = one[f"{case.split(':')[0]}:0:0"], two[case]
+    loss, _, _, *drop = case.split(":")
+    ref, got = one[":".join([loss, "0", "0", *drop])], two[case]  # one process: the same pairs, all of them
     torch.testing.assert_close(got["loss"], ref["loss"], rtol=1e-5, atol=1e-6)
     assert set(got["grads"]) == set(ref["grads"])
     for name, g in ref["grads"].items():
