@@ -13,6 +13,7 @@ import datetime
 import os
 import re
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -76,6 +77,17 @@ def gather_with_grad(x: torch.Tensor, sizes: list[int] | None = None) -> torch.T
     return _GatherWithGrad.apply(x, sizes if sizes is not None else batch_sizes(x.shape[0], x.device))
 
 
+def ring_shift(x: torch.Tensor, recv_rows: int) -> torch.Tensor:
+    """Point-to-point ring step: send ``x`` (b, ...) to the next rank and receive the previous rank's
+    (recv_rows, ...) tensor. Every process calls it at once; ranks may send different row counts."""
+    w, r = world_size(), rank()
+    buf = x.new_empty((recv_rows, *x.shape[1:]))
+    ops = [dist.P2POp(dist.isend, x.contiguous(), (r + 1) % w), dist.P2POp(dist.irecv, buf, (r - 1) % w)]
+    for req in dist.batch_isend_irecv(ops):
+        req.wait()
+    return buf
+
+
 def mean_across(x: torch.Tensor) -> torch.Tensor:
     """The mean of a (detached) tensor over all processes, for logging."""
     if not is_distributed():
@@ -83,6 +95,24 @@ def mean_across(x: torch.Tensor) -> torch.Tensor:
     y = x.detach().clone()
     dist.all_reduce(y, op=dist.ReduceOp.SUM)
     return y / world_size()
+
+
+def gather_objects(obj) -> list | None:
+    """Every process's ``obj`` (picklable) on rank 0, in rank order; None on the other ranks."""
+    if not is_distributed() or world_size() == 1:
+        return [obj]
+    out = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s own noise (dropout, augmentation): ``seed`` itself on rank 0,
+    so one process draws as it always did; an independent SeedSequence draw of (seed, rank) on the
+    others, so no two processes repeat each other's dropout masks or augmentations."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
 def barrier() -> None:

@@ -25,6 +25,7 @@ from ..towers.tuning import interpolate
 from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
+from ..runs.checkpoints import rng_state
 from ..config import ExperimentConfig, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
 from .warm_start import warm_start
@@ -126,6 +127,8 @@ class Trainer:
                                          cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
             self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
+        if self.rank:  # its own noise (dropout, augmentation) from here on; rank 0 draws as one process does
+            seed_everything(distributed.rank_seed(t.seed, self.rank))
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
         # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
         self.model.logit_bias.requires_grad_(self.loss_fn.uses_bias)
@@ -144,7 +147,8 @@ class Trainer:
         self.train_s = 0.0  # wall time spent in training steps (data included), summed over resumes
         self.setup_s = time.perf_counter() - started  # towers, caches (embedding what is missing), optimiser
         if resumed:
-            state = load_checkpoint(resumed.checkpoint, self.model, self.optimizer, self.scheduler)
+            state = load_checkpoint(resumed.checkpoint, self.model, self.optimizer, self.scheduler, self.rank,
+                                    self.world)  # this process's own random state
             self.step = int(state["step"])
             self.train_s = float(state.get("train_s", 0.0))
             if self.main:  # say what happened: the run continues, it does not start over
@@ -203,11 +207,14 @@ class Trainer:
                             "perhaps with a lower optim.lr)")
 
     def checkpoint(self) -> Path | None:
-        if not self.main:  # written once; every process holds the same weights
+        """Called on every process: each one's random state goes to rank 0, which writes the checkpoint
+        once (every process holds the same weights)."""
+        rngs = distributed.gather_objects(rng_state()) if self.world > 1 else None
+        if not self.main:
             return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
                                {"data_position": self.schedule.position(self.step), "train_s": self.train_s},
-                               keep=self.cfg.train.keep_checkpoints)
+                               keep=self.cfg.train.keep_checkpoints, rng_ranks=rngs)
 
     def fit(self) -> dict:
         t = self.cfg.train
@@ -250,9 +257,10 @@ class Trainer:
                    "temperature": self.model.temperature,
                    "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
         results = {}
+        self.checkpoint()  # every process (random states); before the evaluations, so no process waits on them
         if self.main:
-            if t.interpolate_alpha is not None:
-                self.checkpoint()  # the trained weights: a resume or `littune interpolate` starts from them
+            if t.interpolate_alpha is not None:  # the checkpoint keeps the trained weights: a resume or
+                # `littune interpolate` starts from them
                 interpolate(self.model.text, t.interpolate_alpha, self.cfg.model.text.build)
                 summary.update(interpolate_alpha=t.interpolate_alpha, fingerprints=self.model.fingerprints())
             if self.suite:
@@ -263,8 +271,6 @@ class Trainer:
                                     for name in results}
                 if DEV in results:
                     summary["dev"] = summary["evals"][DEV]
-            if t.interpolate_alpha is None:
-                self.checkpoint()
             save_model(self.model, self.run_dir)
             write_summary(self.run_dir, summary)
             self.log.close()

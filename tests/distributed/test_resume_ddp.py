@@ -7,6 +7,7 @@ to start at the checkpoint's step and run only the steps after it (LITTUNE_TEST_
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 from littune.train import Trainer, load_config
 from littune.runs import list_checkpoints
+from littune.runs.checkpoints import WorldSizeChanged
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
 from tests.cache.tiny_data import _BOOT, make_cache, model_overrides, wait_for_file
@@ -147,3 +149,14 @@ def test_two_processes_train_the_one_process_model(setup):
     rows1, rows2 = _rows(root / "one"), _rows(two)
     for r1, r2 in zip(rows1, rows2):
         assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4), r1["step"]
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_resuming_with_another_number_of_processes_is_refused(setup, two, tmp_path):
+    """A 2-process checkpoint resumed by 1 process: each process's random state and share of the batch
+    belong to a rank, so the run could not continue as it was; the error names both numbers."""
+    root, boot, overrides = setup
+    run = tmp_path / "copy"
+    shutil.copytree(_two(two), run)
+    with pytest.raises(WorldSizeChanged, match=r"written by a run of 2 process\(es\), this run has 1 \(this is rank 0\)"):
+        Trainer(load_config(None, overrides(run)), resume=True)
