@@ -138,3 +138,19 @@ def test_loss_registry():
     assert isinstance(create_loss("sigmoid", local_loss=True), SigmoidLoss)
     with pytest.raises(KeyError, match="Did you mean 'softmax'"):
         create_loss("softmx")
+
+
+def test_ring_is_refused_for_the_softmax_loss_and_for_one_process(tmp_path):
+    from littune.config import ConfigError
+    from littune.train import Trainer, load_config
+
+    with pytest.raises(ValueError, match="train.ring_loss=true .* only the sigmoid loss"):
+        create_loss("softmax", ring=True)
+    img, txt = _pairs()
+    with pytest.raises(ValueError, match="this run has one process"):
+        create_loss("sigmoid", ring=True)(img, txt, torch.tensor(5.0), torch.tensor(-2.0))
+    with pytest.raises(ConfigError, match="train.ring_loss=true needs train.loss=sigmoid \\(got 'softmax'\\)"):
+        Trainer(load_config(None, ["train.ring_loss=true", f"train.out_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match="this run has one process: launch it with torchrun"):
+        Trainer(load_config(None, ["train.ring_loss=true", "train.loss=sigmoid", f"train.out_dir={tmp_path}",
+                                   f"data.train_cache={tmp_path / 'cache'}"]))

@@ -26,7 +26,7 @@ from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
 from ..runs.checkpoints import rng_state
-from ..config import ExperimentConfig, validate
+from ..config import ConfigError, ExperimentConfig, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
 from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
@@ -70,6 +70,9 @@ class Trainer:
         validate(cfg)
         self.cfg = cfg
         t = cfg.train
+        if t.ring_loss and distributed.world_size() < 2:
+            raise ConfigError("train.ring_loss=true passes text chunks between processes, and this run has one "
+                              "process: launch it with torchrun --nproc_per_node N (N >= 2), or drop train.ring_loss")
         if t.threads:
             torch.set_num_threads(t.threads)
         self.run_dir = Path(t.out_dir)
@@ -129,7 +132,7 @@ class Trainer:
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         if self.rank:  # its own noise (dropout, augmentation) from here on; rank 0 draws as one process does
             seed_everything(distributed.rank_seed(t.seed, self.rank))
-        self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
+        self.loss_fn = create_loss(t.loss, local_loss=t.local_loss, ring=t.ring_loss)
         # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
         self.model.logit_bias.requires_grad_(self.loss_fn.uses_bias)
         # One module for the trainable forward; under torchrun DDP averages its gradients.
