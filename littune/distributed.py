@@ -125,6 +125,12 @@ def local_offset(sizes: list[int]) -> int:
     return sum(sizes[:rank()])
 
 
+def elastic_restart() -> tuple[int, str | None]:
+    """(how many times torchrun has restarted this worker group, its rendezvous id): (0, None) outside
+    torchrun. ``torchrun --max-restarts N`` starts every process again after one fails."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)), os.environ.get("TORCHELASTIC_RUN_ID")
+
+
 def init_from_env(timeout_s: float | None = None) -> bool:
     """Initialise the process group when launched by torchrun: gloo for CPU tensors and, where
     CUDA is available, NCCL for GPU tensors (one process per GPU, chosen by LOCAL_RANK).

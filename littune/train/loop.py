@@ -25,7 +25,7 @@ from ..towers.tuning import interpolate
 from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
-from ..runs.checkpoints import rng_state
+from ..runs.checkpoints import read_state, rng_state
 from ..config import ConfigError, ExperimentConfig, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
 from .warm_start import warm_start
@@ -64,6 +64,15 @@ def _prepare_tokenizer(cfg: ExperimentConfig, run_dir: Path, captions: list[list
     return str(folder)
 
 
+def _elastic_resume(run_dir: Path) -> bool:
+    """Whether torchrun restarted this job (``--max-restarts``) after one of its processes failed, and
+    the run folder's last checkpoint was written by this same job (its rendezvous id): then the job
+    continues from it, as ``--resume`` would. Never another job's checkpoint: that one is refused."""
+    count, job = distributed.elastic_restart()
+    last = latest_checkpoint(run_dir) if count and job else None
+    return last is not None and read_state(last).get("elastic_job") == job
+
+
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, resume: bool = False):
         started = time.perf_counter()
@@ -76,6 +85,8 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.run_dir = Path(t.out_dir)
+        self.restarted = not resume and _elastic_resume(self.run_dir)  # torchrun started us again after a failure
+        resume = resume or self.restarted
         if not resume and latest_checkpoint(self.run_dir) is not None:
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another train.out_dir")
@@ -155,7 +166,8 @@ class Trainer:
             self.step = int(state["step"])
             self.train_s = float(state.get("train_s", 0.0))
             if self.main:  # say what happened: the run continues, it does not start over
-                print(f"resuming from step {self.step} of {t.steps} ({resumed.checkpoint})", file=sys.stderr,
+                again = f"torchrun restart {distributed.elastic_restart()[0]}: " if self.restarted else ""
+                print(f"{again}resuming from step {self.step} of {t.steps} ({resumed.checkpoint})", file=sys.stderr,
                       flush=True)
         # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
         suite = EvalSuite.from_config(cfg, progress=t.progress)
@@ -216,7 +228,8 @@ class Trainer:
         if not self.main:
             return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
-                               {"data_position": self.schedule.position(self.step), "train_s": self.train_s},
+                               {"data_position": self.schedule.position(self.step), "train_s": self.train_s,
+                                "elastic_job": distributed.elastic_restart()[1]},
                                keep=self.cfg.train.keep_checkpoints, rng_ranks=rngs)
 
     def fit(self) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from littune.runs import list_checkpoints
 from littune.runs.checkpoints import WorldSizeChanged
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
-from tests.cache.tiny_data import _BOOT, make_cache, model_overrides, wait_for_file
+from tests.cache.tiny_data import _BOOT, cli_env, make_cache, model_overrides, wait_for_file
 from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
 
 # Prepended to the CLI boot script: each process appends the index of every step it trains to
@@ -160,3 +162,54 @@ def test_resuming_with_another_number_of_processes_is_refused(setup, two, tmp_pa
     shutil.copytree(_two(two), run)
     with pytest.raises(WorldSizeChanged, match=r"written by a run of 2 process\(es\), this run has 1 \(this is rank 0\)"):
         Trainer(load_config(None, overrides(run)), resume=True)
+
+
+def _kill_rank(launcher: subprocess.Popen, rank: int) -> None:
+    """SIGKILL the one worker of ``launcher`` that runs as ``rank`` (its launcher and the others live on)."""
+    import psutil
+
+    for p in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if p.environ().get("RANK") == str(rank) and "torch.distributed.run" not in " ".join(p.cmdline()):
+                p.kill()
+                return
+        except psutil.NoSuchProcess:
+            continue
+    raise AssertionError(f"no worker of rank {rank} found")
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_elastic_restart_after_a_killed_rank_resumes_and_equals_uninterrupted(setup, two, monkeypatch):
+    """``torchrun --max-restarts 1``: rank 1 killed mid-training; torchrun starts both processes again,
+    they continue from the last checkpoint by themselves (no --resume) and end with the weights of
+    the uninterrupted 2-process run."""
+    root, boot, overrides = setup
+    run, log = root / "elastic", root / "elastic_steps"
+    monkeypatch.setenv("LITTUNE_TEST_STEP_LOG", str(log))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+           "--monitor-interval", "0.2", str(boot), "train", *overrides(run), "--json"]
+    proc = subprocess.Popen(cmd, env=cli_env(sleep=0.5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        wait_for_file(run / "checkpoints" / f"step_{EVERY:07d}", proc, "checkpoint")
+        time.sleep(0.6)  # into the steps after it
+        _kill_rank(proc, 1)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        kill_tree(proc)
+    assert proc.returncode == 0, err[-3000:]
+    assert "torchrun restart 1: resuming from step" in err
+    assert json.loads(out.splitlines()[-1])["step"] == STEPS
+
+    resumed_at = [r["step"] for r in json.loads((run / "resumes.json").read_text())["resumes"]]
+    assert len(resumed_at) == 1 and resumed_at[0] in (EVERY, 2 * EVERY)
+    for rank in (0, 1):  # the first attempt ran past the checkpoint; the restart ran only what was left
+        steps = steps_run(log, rank)
+        restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+        assert steps[:restart] == list(range(restart)) and restart > resumed_at[0], (rank, steps)
+        assert steps[restart:] == list(range(resumed_at[0], STEPS)), (rank, steps)
+
+    a, b = _weights(_two(two)), _weights(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after the elastic restart from step {resumed_at[0]}"
