@@ -23,7 +23,7 @@ from littune.runs.checkpoints import WorldSizeChanged
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
 from tests.cache.tiny_data import _BOOT, cli_env, make_cache, model_overrides, wait_for_file
-from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
+from tests.distributed.test_embed_ranks import Launched, finish, kill_rank, kill_tree, torchrun
 
 # Prepended to the CLI boot script: each process appends the index of every step it trains to
 # $LITTUNE_TEST_STEP_LOG.<rank> (changes no result).
@@ -164,20 +164,6 @@ def test_resuming_with_another_number_of_processes_is_refused(setup, two, tmp_pa
         Trainer(load_config(None, overrides(run)), resume=True)
 
 
-def _kill_rank(launcher: subprocess.Popen, rank: int) -> None:
-    """SIGKILL the one worker of ``launcher`` that runs as ``rank`` (its launcher and the others live on)."""
-    import psutil
-
-    for p in psutil.Process(launcher.pid).children(recursive=True):
-        try:
-            if p.environ().get("RANK") == str(rank) and "torch.distributed.run" not in " ".join(p.cmdline()):
-                p.kill()
-                return
-        except psutil.NoSuchProcess:
-            continue
-    raise AssertionError(f"no worker of rank {rank} found")
-
-
 @pytest.mark.xdist_group("torchrun")
 def test_elastic_restart_after_a_killed_rank_resumes_and_equals_uninterrupted(setup, two, monkeypatch):
     """``torchrun --max-restarts 1``: rank 1 killed mid-training; torchrun starts both processes again,
@@ -193,7 +179,7 @@ def test_elastic_restart_after_a_killed_rank_resumes_and_equals_uninterrupted(se
     try:
         wait_for_file(run / "checkpoints" / f"step_{EVERY:07d}", proc, "checkpoint")
         time.sleep(0.6)  # into the steps after it
-        _kill_rank(proc, 1)
+        kill_rank(proc, 1)
         out, err = proc.communicate(timeout=300)
     finally:
         kill_tree(proc)
