@@ -240,9 +240,12 @@ class Trainer:
         window_t, window_n = time.perf_counter(), 0
         last = time.perf_counter()
         for batch in self.batches.iterate(self.step, t.steps):
-            if batch.get("bad") and self.main:
-                self.log.bad_inputs(batch["bad"])
-                self.n_bad += len(batch["bad"])
+            bad = batch.get("bad") or []
+            if self.world > 1 and not self.cached:  # every process's bad inputs reach the log rank 0 writes
+                bad = [row for rows in (distributed.gather_objects(bad) or []) for row in rows]
+            if bad and self.main:
+                self.log.bad_inputs(bad)
+                self.n_bad += len(bad)
             stats = self.train_step(batch)
             self.step += 1
             now = time.perf_counter()
