@@ -4,6 +4,8 @@ Single process: every function is the identity. Under ``torchrun`` the gather's 
 the gradients that every process computed for this rank's rows; DDP then averages parameter
 gradients over processes, which gives exactly the single-process gradient of the global-batch
 loss, with or without the local loss (tested with 2 real processes, every parameter compared).
+Processes may hold different numbers of rows (a live image that failed to decode): the counts are
+gathered first (``batch_sizes``), the rows padded to the largest and the padding dropped.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import datetime
 import os
 import re
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,28 +34,58 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def batch_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
+    """Every process's local batch size, in rank order (one small all_gather).
+
+    Batches may differ: a live image that fails to decode leaves its process one row short, so
+    the global batch is never assumed to be ``world * n``."""
+    if not is_distributed() or world_size() == 1:
+        return [n]
+    # NCCL gathers only CUDA tensors: the count travels on the device the rows live on.
+    mine = torch.tensor([n], dtype=torch.int64, device=device)
+    parts = [torch.empty_like(mine) for _ in range(world_size())]
+    dist.all_gather(parts, mine)
+    return [int(p) for p in torch.cat(parts).tolist()]
+
+
 class _GatherWithGrad(torch.autograd.Function):
-    """all_gather forward; backward sums every process's gradient and keeps this rank's slice."""
+    """all_gather of rows padded to the largest batch, the padding dropped; backward sums every
+    process's gradient of the gathered rows and keeps this rank's own."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
-        return torch.cat(parts, dim=0)
+    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        n, most = x.shape[0], max(sizes)
+        padded = x.new_zeros((most, *x.shape[1:]))  # (max b, E): all_gather needs equal shapes
+        padded[:n] = x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        ctx.start, ctx.n = sum(sizes[:dist.get_rank()]), n
+        return torch.cat([p[:b] for p, b in zip(parts, sizes)], dim=0)  # (sum b, E)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()  # (sum b, E): the same shape on every process
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # all_reduce: supported by gloo and NCCL alike
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+        return grad[ctx.start:ctx.start + ctx.n], None
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """(b, E) local rows -> (world*b, E) global rows, rank order; gradients flow back to each rank."""
+def gather_with_grad(x: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
+    """(b, E) local rows -> (sum of b, E) global rows, rank order; gradients flow back to each rank.
+    ``sizes``: every rank's b (``batch_sizes``), gathered here when not given."""
     if not is_distributed() or world_size() == 1:
         return x
-    return _GatherWithGrad.apply(x)
+    return _GatherWithGrad.apply(x, sizes if sizes is not None else batch_sizes(x.shape[0], x.device))
+
+
+def ring_shift(x: torch.Tensor, recv_rows: int) -> torch.Tensor:
+    """Point-to-point ring step: send ``x`` (b, ...) to the next rank and receive the previous rank's
+    (recv_rows, ...) tensor. Every process calls it at once; ranks may send different row counts."""
+    w, r = world_size(), rank()
+    buf = x.new_empty((recv_rows, *x.shape[1:]))
+    ops = [dist.P2POp(dist.isend, x.contiguous(), (r + 1) % w), dist.P2POp(dist.irecv, buf, (r - 1) % w)]
+    for req in dist.batch_isend_irecv(ops):
+        req.wait()
+    return buf
 
 
 def mean_across(x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +97,38 @@ def mean_across(x: torch.Tensor) -> torch.Tensor:
     return y / world_size()
 
 
+def gather_objects(obj) -> list | None:
+    """Every process's ``obj`` (picklable) on rank 0, in rank order; None on the other ranks."""
+    if not is_distributed() or world_size() == 1:
+        return [obj]
+    out = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s own noise (dropout, augmentation): ``seed`` itself on rank 0,
+    so one process draws as it always did; an independent SeedSequence draw of (seed, rank) on the
+    others, so no two processes repeat each other's dropout masks or augmentations."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
 
 
-def local_offset(local_batch: int) -> int:
-    """Index of this rank's first row in the gathered global batch."""
-    return rank() * local_batch
+def local_offset(sizes: list[int]) -> int:
+    """Index of this rank's first row in the gathered global batch (``sizes``: ``batch_sizes``)."""
+    return sum(sizes[:rank()])
+
+
+def elastic_restart() -> tuple[int, str | None]:
+    """(how many times torchrun has restarted this worker group, its rendezvous id): (0, None) outside
+    torchrun. ``torchrun --max-restarts N`` starts every process again after one fails."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)), os.environ.get("TORCHELASTIC_RUN_ID")
 
 
 def init_from_env(timeout_s: float | None = None) -> bool:

@@ -98,29 +98,39 @@ def test_local_loss_single_process_equals_global(cls):
     torch.testing.assert_close(cls(local_loss=True)(img, txt, s, b), cls(local_loss=False)(img, txt, s, b))
 
 
+def _simulated_ranks(cls, img, txt, s, b, sizes, local, monkeypatch):
+    """Each 'rank' owns its slice of the batch (``sizes`` rows each); gather returns the global batch."""
+    per_rank, start = [], 0
+    for r, size in enumerate(sizes):
+        mine_img, mine_txt = img[start:start + size], txt[start:start + size]
+        start += size
+
+        def gather(x, got_sizes, mine_img=mine_img):
+            assert got_sizes == list(sizes)
+            return img if x is mine_img else txt
+
+        monkeypatch.setattr(losses_mod, "local_offset", lambda sz, r=r: sum(sz[:r]))
+        per_rank.append(cls(local_loss=local, gather=gather, sizes=lambda n, dev: list(sizes))(mine_img, mine_txt, s, b))
+    return per_rank
+
+
 @pytest.mark.parametrize("cls", [SoftmaxLoss, SigmoidLoss])
-def test_simulated_two_ranks_average_to_the_global_loss(cls, monkeypatch):
-    """Each 'rank' owns half the batch; gather returns the global batch. Averaged over ranks, the
-    local losses (which use the rank's row offset) and the non-local losses equal the global loss."""
-    img, txt = _pairs(n=8, seed=3)
+@pytest.mark.parametrize("sizes", [(4, 4), (4, 3), (1, 4, 2)])
+def test_simulated_ranks_average_to_the_global_loss(cls, sizes, monkeypatch):
+    """Averaged over ranks (as DDP averages gradients), the local losses (which use the rank's row
+    offset and the global count) and the non-local losses equal the loss of the global batch, also
+    when ranks hold different numbers of pairs (a dropped image)."""
+    img, txt = _pairs(n=sum(sizes), seed=3)
     s, b = torch.tensor(6.0), torch.tensor(-4.0)
     full = cls()(img, txt, s, b)
     for local in (True, False):
-        per_rank = []
-        for r in range(2):
-            mine_img, mine_txt = img[4 * r:4 * r + 4], txt[4 * r:4 * r + 4]
-
-            def gather(x, mine_img=mine_img):
-                return img if x is mine_img else txt
-
-            monkeypatch.setattr(losses_mod, "rank", lambda r=r: r)
-            per_rank.append(cls(local_loss=local, gather=gather)(mine_img, mine_txt, s, b))
+        per_rank = _simulated_ranks(cls, img, txt, s, b, sizes, local, monkeypatch)
         if local:
-            torch.testing.assert_close((per_rank[0] + per_rank[1]) / 2, full)
+            torch.testing.assert_close(sum(per_rank) / len(sizes), full)
             assert not torch.allclose(per_rank[0], per_rank[1])
         else:  # every rank computes the whole global loss
-            torch.testing.assert_close(per_rank[0], full)
-            torch.testing.assert_close(per_rank[1], full)
+            for got in per_rank:
+                torch.testing.assert_close(got, full)
 
 
 def test_loss_registry():
@@ -128,3 +138,19 @@ def test_loss_registry():
     assert isinstance(create_loss("sigmoid", local_loss=True), SigmoidLoss)
     with pytest.raises(KeyError, match="Did you mean 'softmax'"):
         create_loss("softmx")
+
+
+def test_ring_is_refused_for_the_softmax_loss_and_for_one_process(tmp_path):
+    from littune.config import ConfigError
+    from littune.train import Trainer, load_config
+
+    with pytest.raises(ValueError, match="train.ring_loss=true .* only the sigmoid loss"):
+        create_loss("softmax", ring=True)
+    img, txt = _pairs()
+    with pytest.raises(ValueError, match="this run has one process"):
+        create_loss("sigmoid", ring=True)(img, txt, torch.tensor(5.0), torch.tensor(-2.0))
+    with pytest.raises(ConfigError, match="train.ring_loss=true needs train.loss=sigmoid \\(got 'softmax'\\)"):
+        Trainer(load_config(None, ["train.ring_loss=true", f"train.out_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match="this run has one process: launch it with torchrun"):
+        Trainer(load_config(None, ["train.ring_loss=true", "train.loss=sigmoid", f"train.out_dir={tmp_path}",
+                                   f"data.train_cache={tmp_path / 'cache'}"]))

@@ -63,6 +63,9 @@ class TrainConfig:
     batch_size: int = 256
     loss: str = "softmax"  # softmax (CLIP/LiT) | sigmoid (SigLIP)
     local_loss: bool = False  # distributed: local rows against global columns (memory-lean)
+    # distributed sigmoid loss: text chunks passed around a ring of processes instead of gathered, so memory
+    # grows with the local batch, not the global one (SigLIP Sec. 3.3; littune/losses.py)
+    ring_loss: bool = False
     grad_cache_chunk: int = 0  # >0: gradient cache with text chunks of this size (huge batches)
     precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the CPU/GPU runs it natively)
     seed: int = 0
@@ -122,6 +125,10 @@ def validate(cfg: ExperimentConfig) -> None:
                           "(needs a pre-trained minilm/hf: tower with lock=U)")
     if cfg.train.loss not in LOSSES:
         raise ConfigError(f"train.loss='{cfg.train.loss}' is not a registered loss (softmax, sigmoid)")
+    if cfg.train.ring_loss and cfg.train.loss != "sigmoid":
+        raise ConfigError(f"train.ring_loss=true needs train.loss=sigmoid (got '{cfg.train.loss}'): only the sigmoid "
+                          "loss splits into independent blocks that can travel a ring; the softmax loss normalises "
+                          "each row over every text")
     if cfg.train.precision not in ("fp32", "bf16", "auto"):
         raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32, bf16 or auto")
     for key, value in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size)):

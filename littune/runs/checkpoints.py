@@ -3,6 +3,7 @@
     checkpoints/step_0000100/model.safetensors   trainable towers, heads, temperature, bias
     checkpoints/step_0000100/model_info.json     every weight group's fingerprint
     checkpoints/step_0000100/state.pt            optimiser, scheduler, step, data position, RNGs
+                                                 (each process's own, and the number of processes)
     checkpoints/step_0000100/config.yaml         the run's config and training data when it was written
     checkpoints/step_0000100/cache_manifest.json   (what ``--resume`` compares against: train/resume.py)
 Each checkpoint is written to a temporary folder and renamed, so a kill never leaves half of one; a
@@ -31,6 +32,11 @@ class CheckpointError(OSError):
     """A checkpoint that could not be written or read; the message names it and the way on."""
 
 
+class WorldSizeChanged(ValueError):
+    """A checkpoint of a run with N processes resumed with another number: each process restores its
+    own random state and reads its own share of every batch, so the run would not continue as it was."""
+
+
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from these
@@ -47,7 +53,9 @@ def set_rng_state(s: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: LiTModel, optimizer, scheduler, extra: dict,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, rng_ranks: list[dict] | None = None) -> Path:
+    """``rng_ranks``: every process's ``rng_state()`` in rank order (gathered to rank 0, which writes);
+    None for one process, whose state is this one's."""
     root = run_dir / CHECKPOINTS_DIR
     final = root / f"step_{step:07d}"
     tmp, old = root / f".tmp_step_{step:07d}", root / f".old_step_{step:07d}"
@@ -55,8 +63,9 @@ def save_checkpoint(run_dir: Path, step: int, model: LiTModel, optimizer, schedu
         shutil.rmtree(tmp, ignore_errors=True)
         save_model(model, tmp)
         with open(tmp / STATE_FILE, "wb") as f:  # a file object: a full disk then raises OSError (ENOSPC)
+            rngs = rng_ranks or [rng_state()]
             torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "rng": rng_state(), **extra}, f)
+                        "rng": rngs[0], "rng_ranks": rngs, "world_size": len(rngs), **extra}, f)
         for name in RECORDS:
             if (run_dir / name).is_file():
                 shutil.copyfile(run_dir / name, tmp / name)
@@ -109,10 +118,20 @@ def read_state(path: Path) -> dict:
     return state
 
 
-def load_checkpoint(path: Path, model: LiTModel, optimizer, scheduler) -> dict:
+def load_checkpoint(path: Path, model: LiTModel, optimizer, scheduler, rank: int = 0, world: int = 1) -> dict:
+    """Restore a checkpoint into process ``rank`` of ``world``: weights, optimiser, schedule and this
+    process's own random state (a run of another number of processes is refused, naming both)."""
     state = read_state(path)
+    saved = state.get("world_size")  # checkpoints of older versions did not record it
+    if saved is not None and int(saved) != world:
+        raise WorldSizeChanged(
+            f"cannot resume from {path}: it was written by a run of {saved} process(es), this run has {world} "
+            f"(this is rank {rank}); each process restores its own random state and reads its own share of every "
+            f"batch: resume with {saved} process(es) (torchrun --nproc_per_node / --nnodes), or start a new run "
+            "in another train.out_dir")
     load_model_weights(model, path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
+    ranks = state.get("rng_ranks")
+    set_rng_state(ranks[rank] if ranks else state["rng"])  # older checkpoints: rank 0's, on every rank
     return state

@@ -18,6 +18,7 @@ from ..cache.text import TextCache, TextEmbedOptions, ensure_text_cache, text_ca
 from ..data.images import BadImage, load_image
 from ..towers import ImageTower
 from ..config import DataConfig
+from ..distributed import rank_seed
 from .batches import PairSchedule
 
 
@@ -84,7 +85,8 @@ class _LiveBatchDataset(Dataset):
         rows, cap, _ = self.schedule.batch(step)
         pixels, captions, bad = [], [], []
         with torch.random.fork_rng(devices=[]):  # without workers this runs in the trainer: keep its RNG
-            torch.manual_seed(self.schedule.seed * 7919 + step)  # augmentation depends on the step only
+            # augmentation depends on the step and the process only (each process its own draws)
+            torch.manual_seed(rank_seed(self.schedule.seed, self.schedule.rank) * 7919 + step)
             for r, c in zip(rows, cap):
                 item = self.items[r]
                 try:

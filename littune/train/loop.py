@@ -25,7 +25,8 @@ from ..towers.tuning import interpolate
 from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
-from ..config import ExperimentConfig, validate
+from ..runs.checkpoints import read_state, rng_state
+from ..config import ConfigError, ExperimentConfig, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
 from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
@@ -63,15 +64,29 @@ def _prepare_tokenizer(cfg: ExperimentConfig, run_dir: Path, captions: list[list
     return str(folder)
 
 
+def _elastic_resume(run_dir: Path) -> bool:
+    """Whether torchrun restarted this job (``--max-restarts``) after one of its processes failed, and
+    the run folder's last checkpoint was written by this same job (its rendezvous id): then the job
+    continues from it, as ``--resume`` would. Never another job's checkpoint: that one is refused."""
+    count, job = distributed.elastic_restart()
+    last = latest_checkpoint(run_dir) if count and job else None
+    return last is not None and read_state(last).get("elastic_job") == job
+
+
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, resume: bool = False):
         started = time.perf_counter()
         validate(cfg)
         self.cfg = cfg
         t = cfg.train
+        if t.ring_loss and distributed.world_size() < 2:
+            raise ConfigError("train.ring_loss=true passes text chunks between processes, and this run has one "
+                              "process: launch it with torchrun --nproc_per_node N (N >= 2), or drop train.ring_loss")
         if t.threads:
             torch.set_num_threads(t.threads)
         self.run_dir = Path(t.out_dir)
+        self.restarted = not resume and _elastic_resume(self.run_dir)  # torchrun started us again after a failure
+        resume = resume or self.restarted
         if not resume and latest_checkpoint(self.run_dir) is not None:
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another train.out_dir")
@@ -126,7 +141,9 @@ class Trainer:
                                          cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
             self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
-        self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
+        if self.rank:  # its own noise (dropout, augmentation) from here on; rank 0 draws as one process does
+            seed_everything(distributed.rank_seed(t.seed, self.rank))
+        self.loss_fn = create_loss(t.loss, local_loss=t.local_loss, ring=t.ring_loss)
         # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
         self.model.logit_bias.requires_grad_(self.loss_fn.uses_bias)
         # One module for the trainable forward; under torchrun DDP averages its gradients.
@@ -144,11 +161,13 @@ class Trainer:
         self.train_s = 0.0  # wall time spent in training steps (data included), summed over resumes
         self.setup_s = time.perf_counter() - started  # towers, caches (embedding what is missing), optimiser
         if resumed:
-            state = load_checkpoint(resumed.checkpoint, self.model, self.optimizer, self.scheduler)
+            state = load_checkpoint(resumed.checkpoint, self.model, self.optimizer, self.scheduler, self.rank,
+                                    self.world)  # this process's own random state
             self.step = int(state["step"])
             self.train_s = float(state.get("train_s", 0.0))
             if self.main:  # say what happened: the run continues, it does not start over
-                print(f"resuming from step {self.step} of {t.steps} ({resumed.checkpoint})", file=sys.stderr,
+                again = f"torchrun restart {distributed.elastic_restart()[0]}: " if self.restarted else ""
+                print(f"{again}resuming from step {self.step} of {t.steps} ({resumed.checkpoint})", file=sys.stderr,
                       flush=True)
         # Every process checks the evaluations' options (a typo fails before training); rank 0 runs them.
         suite = EvalSuite.from_config(cfg, progress=t.progress)
@@ -170,6 +189,9 @@ class Trainer:
         else:
             text_kw = {"tokens": {k: v.to(dev, non_blocking=True)
                                   for k, v in self.model.tokenize(batch["captions"]).items()}}
+        if batch.get("pixels") is None and batch.get("image_features") is None:
+            raise ValueError(f"step {self.step}: every image of process {self.rank}'s batch failed to decode "
+                             f"({len(batch.get('bad', []))} bad inputs, see bad_inputs in metrics.jsonl)")
         image_kw = ({"pixels": batch["pixels"].to(dev, non_blocking=True)} if batch.get("pixels") is not None
                     else {"image_features": batch["image_features"].to(dev, non_blocking=True)})
         bf16 = self.precision == "bf16"
@@ -200,11 +222,15 @@ class Trainer:
                             "perhaps with a lower optim.lr)")
 
     def checkpoint(self) -> Path | None:
-        if not self.main:  # written once; every process holds the same weights
+        """Called on every process: each one's random state goes to rank 0, which writes the checkpoint
+        once (every process holds the same weights)."""
+        rngs = distributed.gather_objects(rng_state()) if self.world > 1 else None
+        if not self.main:
             return None
         return save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
-                               {"data_position": self.schedule.position(self.step), "train_s": self.train_s},
-                               keep=self.cfg.train.keep_checkpoints)
+                               {"data_position": self.schedule.position(self.step), "train_s": self.train_s,
+                                "elastic_job": distributed.elastic_restart()[1]},
+                               keep=self.cfg.train.keep_checkpoints, rng_ranks=rngs)
 
     def fit(self) -> dict:
         t = self.cfg.train
@@ -214,9 +240,12 @@ class Trainer:
         window_t, window_n = time.perf_counter(), 0
         last = time.perf_counter()
         for batch in self.batches.iterate(self.step, t.steps):
-            if batch.get("bad") and self.main:
-                self.log.bad_inputs(batch["bad"])
-                self.n_bad += len(batch["bad"])
+            bad = batch.get("bad") or []
+            if self.world > 1 and not self.cached:  # every process's bad inputs reach the log rank 0 writes
+                bad = [row for rows in (distributed.gather_objects(bad) or []) for row in rows]
+            if bad and self.main:
+                self.log.bad_inputs(bad)
+                self.n_bad += len(bad)
             stats = self.train_step(batch)
             self.step += 1
             now = time.perf_counter()
@@ -247,9 +276,10 @@ class Trainer:
                    "temperature": self.model.temperature,
                    "fingerprints": self.model.fingerprints(), "bad_inputs": self.n_bad, "world_size": self.world}
         results = {}
+        self.checkpoint()  # every process (random states); before the evaluations, so no process waits on them
         if self.main:
-            if t.interpolate_alpha is not None:
-                self.checkpoint()  # the trained weights: a resume or `littune interpolate` starts from them
+            if t.interpolate_alpha is not None:  # the checkpoint keeps the trained weights: a resume or
+                # `littune interpolate` starts from them
                 interpolate(self.model.text, t.interpolate_alpha, self.cfg.model.text.build)
                 summary.update(interpolate_alpha=t.interpolate_alpha, fingerprints=self.model.fingerprints())
             if self.suite:
@@ -260,8 +290,6 @@ class Trainer:
                                     for name in results}
                 if DEV in results:
                     summary["dev"] = summary["evals"][DEV]
-            if t.interpolate_alpha is None:
-                self.checkpoint()
             save_model(self.model, self.run_dir)
             write_summary(self.run_dir, summary)
             self.log.close()

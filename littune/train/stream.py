@@ -88,28 +88,36 @@ class _BatchStream(IterableDataset):
         j, bad_in_a_row = worker, 0
         while True:
             skip = j < self.start
-            if not skip:  # augmentation depends on (seed, rank, batch) only, not on resuming
-                torch.manual_seed(int(np.random.SeedSequence([self.seed, self.data.rank, j]).generate_state(1)[0]))
-            keys, pixels, captions, bad = [], [], [], []
-            while len(captions) < self.local_batch:
-                rec = next(records, None)
-                if rec is None:
-                    raise RuntimeError(f"rank {self.data.rank} worker {worker}: the stream has no usable samples")
-                out = rec if isinstance(rec, Bad) else self.data.decode(rec, apply_transform=not skip)
-                if isinstance(out, Bad):
-                    bad.append(tuple(out))
-                    bad_in_a_row += 1
-                    if bad_in_a_row > MAX_BAD_IN_A_ROW:
-                        raise RuntimeError(f"rank {self.data.rank} worker {worker}: {bad_in_a_row} unusable samples "
-                                           f"in a row (last: {out.key}: {out.reason}); is data.train the right data?")
-                    continue
-                bad_in_a_row = 0
-                keys.append(out.key)
-                captions.append(out.caption)
-                pixels.append(out.image)
+            # Without workers this runs in the trainer's process: its random state (dropout) must not move.
+            with torch.random.fork_rng(devices=[]):
+                if not skip:  # augmentation depends on (seed, rank, batch) only, not on resuming
+                    torch.manual_seed(int(np.random.SeedSequence([self.seed, self.data.rank, j]).generate_state(1)[0]))
+                keys, pixels, captions, bad, bad_in_a_row = self._batch(records, worker, skip, bad_in_a_row)
             if not skip:
                 yield {"pixels": torch.stack(pixels), "captions": captions, "keys": keys, "bad": bad, "index": j}
             j += workers
+
+    def _batch(self, records, worker: int, skip: bool, bad_in_a_row: int):
+        """The next ``local_batch`` good samples (decoded, and preprocessed unless skipped) and the bad
+        ones met on the way."""
+        keys, pixels, captions, bad = [], [], [], []
+        while len(captions) < self.local_batch:
+            rec = next(records, None)
+            if rec is None:
+                raise RuntimeError(f"rank {self.data.rank} worker {worker}: the stream has no usable samples")
+            out = rec if isinstance(rec, Bad) else self.data.decode(rec, apply_transform=not skip)
+            if isinstance(out, Bad):
+                bad.append(tuple(out))
+                bad_in_a_row += 1
+                if bad_in_a_row > MAX_BAD_IN_A_ROW:
+                    raise RuntimeError(f"rank {self.data.rank} worker {worker}: {bad_in_a_row} unusable samples "
+                                       f"in a row (last: {out.key}: {out.reason}); is data.train the right data?")
+                continue
+            bad_in_a_row = 0
+            keys.append(out.key)
+            captions.append(out.caption)
+            pixels.append(out.image)
+        return keys, pixels, captions, bad, bad_in_a_row
 
 
 class StreamingBatches:
@@ -148,8 +156,11 @@ class StreamingBatches:
         if stop <= start:
             return
         ds = _BatchStream(self.data, self.local_batch, start, self.seed)
+        # Its own generator: the workers' base seed drawn from the global one would move the trainer's
+        # random state (dropout) at another point after a resume than in an uninterrupted run.
         loader = DataLoader(ds, batch_size=None, num_workers=self.num_workers,
-                            prefetch_factor=2 if self.num_workers else None)
+                            prefetch_factor=2 if self.num_workers else None,
+                            generator=torch.Generator().manual_seed(self.seed))
         it = iter(loader)
         # The loader takes batches from workers 0, 1, ... in turn, while batch j comes from worker
         # j % workers: when ``start`` is not a multiple of workers the first ones arrive out of

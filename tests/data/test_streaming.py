@@ -193,6 +193,19 @@ def test_streaming_batches_resume_by_step_and_split_across_ranks(shards):
     assert len(single) == 8 and [b["index"] for b in single] == list(range(8))
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_streaming_batches_leave_the_trainers_random_state_alone(shards, workers):
+    """The trainer's dropout draws from the global RNG: streaming must not move it (a DataLoader's base
+    seed drawn from it, or the augmentation's seeding in the trainer's process), or a resumed run,
+    whose loader starts at another point, would draw other masks than an uninterrupted one."""
+    sb = StreamingBatches(shards, _pixels, batch_size=6, seed=1, num_workers=workers, shuffle_buffer=8, rank=0, world=2)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert len(list(sb.iterate(2, 4))) == 2
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_streaming_batches_stay_full_when_images_are_bad(tmp_path):
     paths = make_shards(tmp_path / "s", [6, 6], broken={"s0_02": b"junk", "s1_00": b"junk"})
     sb = StreamingBatches(paths, _pixels, batch_size=5, num_workers=0, shuffle_buffer=1)

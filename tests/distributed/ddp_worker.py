@@ -2,9 +2,12 @@
 
 The same seeded tiny model and the same global batch in every process; each process takes its
 slice of the batch, exactly as the trainer does. One launch runs every case named on the command
-line (LOSS:LOCAL_LOSS:GRAD_CACHE_CHUNK, e.g. softmax:1:0); rank 0 saves
-{case: {"loss", "grads"}} with torch.save.
-    torchrun --standalone --nproc_per_node 2 ddp_worker.py OUT softmax:0:0 sigmoid:1:2 ...
+line (LOSS:LOCAL_LOSS:GRAD_CACHE_CHUNK[:DROP], e.g. softmax:1:0); rank 0 saves
+{case: {"loss", "grads"}} with torch.save. DROP: the index of a global row that is left out (as a
+live image that fails to decode is): its process then holds one pair fewer than the others.
+LOSS "ring" is the sigmoid loss with text chunks passed around a ring (``ring=True``). With W processes
+rank r takes rows [r * 8 // W, (r + 1) * 8 // W): 4 + 4 for 2 processes, 2 + 3 + 3 for 3.
+    torchrun --standalone --nproc_per_node 2 ddp_worker.py OUT softmax:0:0 sigmoid:1:2:7 ring:0:0 ...
 """
 from __future__ import annotations
 
@@ -35,21 +38,22 @@ def batch(model: LiTModel):
     return feats, captions
 
 
-def one_step(loss_name: str, local_loss: bool, chunk: int) -> dict:
+def one_step(loss_name: str, local_loss: bool, chunk: int, drop: int | None = None) -> dict:
     rank, world = distributed.rank(), distributed.world_size()
     model = build().train()
-    loss_fn = create_loss(loss_name, local_loss=local_loss)
+    ring = loss_name == "ring"
+    loss_fn = create_loss("sigmoid" if ring else loss_name, local_loss=local_loss, ring=ring)
     model.logit_bias.requires_grad_(loss_fn.uses_bias)  # as the trainer does
     feats, captions = batch(model)
-    b = GLOBAL_BATCH // world
-    sl = slice(rank * b, (rank + 1) * b)
+    lo, hi = rank * GLOBAL_BATCH // world, (rank + 1) * GLOBAL_BATCH // world
+    mine = [i for i in range(lo, hi) if i != drop]  # this process's rows
     fwd = StepForward(model)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         fwd = DistributedDataParallel(fwd)
-    tokens = model.tokenize(captions[sl])
-    image_kw = {"image_features": feats[sl]}
+    tokens = model.tokenize([captions[i] for i in mine])
+    image_kw = {"image_features": feats[mine]}
     if chunk:
         loss = grad_cache_step(fwd, loss_fn, tokens, image_kw, chunk, False)
     else:
@@ -63,8 +67,8 @@ def main(out: str, cases: list[str]) -> None:
     distributed.init_from_env()
     results = {}
     for case in cases:
-        loss_name, local, chunk = case.split(":")
-        results[case] = one_step(loss_name, local == "1", int(chunk))
+        loss_name, local, chunk, *drop = case.split(":")
+        results[case] = one_step(loss_name, local == "1", int(chunk), int(drop[0]) if drop else None)
     if distributed.rank() == 0:
         torch.save({"world": distributed.world_size(), "results": results}, out)
     distributed.barrier()

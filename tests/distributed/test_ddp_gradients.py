@@ -3,7 +3,8 @@
 Guards against the classic distributed contrastive bug: gradients silently scaled by the
 world size when embeddings are gathered with autograd (open_clip's --gather-with-grad without
 --local-loss discussion). Every parameter's gradient is compared, for both losses, with and
-without the memory-lean local loss and with the gradient cache.
+without the memory-lean local loss and with the gradient cache; and with one process holding a pair
+fewer than the other (a dropped image: DROP, the fourth field), against one process on the pairs left.
 """
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 CASES = ["softmax:0:0", "softmax:1:0", "sigmoid:0:0", "sigmoid:1:0", "softmax:1:3", "sigmoid:0:2"]
+# Row 7 (rank 1's last) or row 1 (rank 0's) dropped: 4 + 3 or 3 + 4 pairs.
+UNEQUAL = ["softmax:0:0:7", "softmax:1:0:7", "sigmoid:1:0:1", "sigmoid:0:0:7", "softmax:1:3:1", "sigmoid:1:2:7"]
+# The ring sigmoid loss (text chunks passed between processes), also with the gradient cache and a dropped row.
+RING = ["ring:0:0", "ring:0:0:7", "ring:0:2:1"]
+# Three processes (2 + 3 + 3 rows, or 2 + 3 + 2 with row 7 dropped): the all-gather and the ring versions.
+THREE = ["sigmoid:1:0", "ring:0:0", "ring:0:0:7", "sigmoid:0:0:7"]
 
 
 def _run(out: Path, nproc: int, cases: list[str]) -> dict:
@@ -38,20 +45,48 @@ def _run(out: Path, nproc: int, cases: list[str]) -> dict:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     # The reference: one process, the whole global batch, no local loss, no gradient cache.
-    one = _run(tmp / "one.pt", 1, ["softmax:0:0", "sigmoid:0:0"])
-    two = _run(tmp / "two.pt", 2, CASES)
-    assert one["world"] == 1 and two["world"] == 2
-    return one["results"], two["results"]
+    one = _run(tmp / "one.pt", 1, ["softmax:0:0", "sigmoid:0:0", "softmax:0:0:7", "sigmoid:0:0:7",
+                                   "softmax:0:0:1", "sigmoid:0:0:1"])
+    two = _run(tmp / "two.pt", 2, CASES + UNEQUAL + RING)
+    three = _run(tmp / "three.pt", 3, THREE)
+    assert one["world"] == 1 and two["world"] == 2 and three["world"] == 3
+    return one["results"], two["results"], three["results"]
 
 
-@pytest.mark.xdist_group("torchrun")
-@pytest.mark.parametrize("case", CASES)
-def test_two_processes_match_one(runs, case):
-    one, two = runs
-    ref, got = one[f"{case.split(':')[0]}:0:0"], two[case]
+def _reference(one: dict, case: str) -> dict:
+    """One process, the same pairs (all of them), the all-gather loss without its options."""
+    loss, _, _, *drop = case.split(":")
+    return one[":".join(["sigmoid" if loss == "ring" else loss, "0", "0", *drop])]
+
+
+def _assert_same(got: dict, ref: dict) -> None:
     torch.testing.assert_close(got["loss"], ref["loss"], rtol=1e-5, atol=1e-6)
     assert set(got["grads"]) == set(ref["grads"])
     for name, g in ref["grads"].items():
         assert g.abs().sum() > 0, name
         # Not scaled by the world size, nor by anything else: equal to the single-process gradient.
         torch.testing.assert_close(got["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.xdist_group("torchrun")
+@pytest.mark.parametrize("case", CASES + UNEQUAL + RING)
+def test_two_processes_match_one(runs, case):
+    one, two, _ = runs
+    _assert_same(two[case], _reference(one, case))
+
+
+@pytest.mark.xdist_group("torchrun")
+@pytest.mark.parametrize("case", THREE)
+def test_three_processes_match_one(runs, case):
+    one, _, three = runs
+    _assert_same(three[case], _reference(one, case))
+
+
+@pytest.mark.xdist_group("torchrun")
+@pytest.mark.parametrize("world,ring,gathered", [(2, "ring:0:0", "sigmoid:1:0"), (2, "ring:0:0:7", "sigmoid:0:0:7"),
+                                                 (3, "ring:0:0", "sigmoid:1:0"), (3, "ring:0:0:7", "sigmoid:0:0:7")])
+def test_ring_equals_the_all_gather_version(runs, world, ring, gathered):
+    """The same processes, the same rows: passing text chunks around a ring gives the all-gather loss."""
+    _, two, three = runs
+    got = (two if world == 2 else three)
+    _assert_same(got[ring], got[gathered])

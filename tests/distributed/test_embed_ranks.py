@@ -1,5 +1,6 @@
 """`littune embed` under a 2-process torchrun: shard k on rank k % 2, every image once, the same
-files as one process, and a killed run resumed shard by shard ends with the uninterrupted files."""
+files as one process, and a run whose rank 1 was killed, resumed shard by shard, ends with the
+uninterrupted files."""
 from __future__ import annotations
 
 import contextlib
@@ -61,6 +62,20 @@ def kill_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(workers, timeout=30)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
+
+
+def kill_rank(launcher: subprocess.Popen, rank: int) -> None:
+    """SIGKILL the one worker of ``launcher`` that runs as ``rank`` (its launcher and the others live on)."""
+    import psutil
+
+    for p in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if p.environ().get("RANK") == str(rank) and "torch.distributed.run" not in " ".join(p.cmdline()):
+                p.kill()
+                return
+        except psutil.NoSuchProcess:
+            continue
+    raise AssertionError(f"no worker of rank {rank} found")
 
 
 class Launched:
@@ -157,8 +172,8 @@ def test_two_ranks_embed_every_image_once_like_one_process(setup, two, one):  # 
 def test_two_ranks_killed_and_resumed_equal_the_uninterrupted_run(setup, two):
     root, _, boot, args = setup
     resumed = root / "resumed"
-    # The 2-process run, slowed to 1 s a shard, killed (both ranks and torchrun) after its first shard,
-    # while the uninterrupted one (the fixture) runs beside it.
+    # The 2-process run, slowed to 1 s a shard; after its first shard rank 1 alone is killed, and
+    # torchrun stops rank 0 and fails; meanwhile the uninterrupted one (the fixture) runs beside it.
     victim = torchrun(boot, args(resumed), sleep=1.0)
     try:
         deadline = time.monotonic() + 300  # generous: the suite's other worker shares the two cores
@@ -166,6 +181,8 @@ def test_two_ranks_killed_and_resumed_equal_the_uninterrupted_run(setup, two):
             assert victim.poll() is None, f"embed ended before its first shard: {victim.stderr.read()[-3000:]}"
             assert time.monotonic() < deadline, "no shard within 300 s"
             time.sleep(0.02)
+        kill_rank(victim, 1)
+        assert victim.wait(timeout=120) != 0  # the launcher notices, stops rank 0 and fails
     finally:
         kill_tree(victim)
         victim.stdout.close()

@@ -7,6 +7,9 @@ to start at the checkpoint's step and run only the steps after it (LITTUNE_TEST_
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,10 +19,11 @@ from safetensors.torch import load_file
 
 from littune.train import Trainer, load_config
 from littune.runs import list_checkpoints
+from littune.runs.checkpoints import WorldSizeChanged
 
 from tests.cache.conftest import tokenizer_file, tower_weights  # noqa: F401  (fixtures)
-from tests.cache.tiny_data import _BOOT, make_cache, model_overrides, wait_for_file
-from tests.distributed.test_embed_ranks import Launched, finish, kill_tree, torchrun
+from tests.cache.tiny_data import _BOOT, cli_env, make_cache, model_overrides, wait_for_file
+from tests.distributed.test_embed_ranks import Launched, finish, kill_rank, kill_tree, torchrun
 
 # Prepended to the CLI boot script: each process appends the index of every step it trains to
 # $LITTUNE_TEST_STEP_LOG.<rank> (changes no result).
@@ -147,3 +151,51 @@ def test_two_processes_train_the_one_process_model(setup):
     rows1, rows2 = _rows(root / "one"), _rows(two)
     for r1, r2 in zip(rows1, rows2):
         assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4), r1["step"]
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_resuming_with_another_number_of_processes_is_refused(setup, two, tmp_path):
+    """A 2-process checkpoint resumed by 1 process: each process's random state and share of the batch
+    belong to a rank, so the run could not continue as it was; the error names both numbers."""
+    root, boot, overrides = setup
+    run = tmp_path / "copy"
+    shutil.copytree(_two(two), run)
+    with pytest.raises(WorldSizeChanged, match=r"written by a run of 2 process\(es\), this run has 1 \(this is rank 0\)"):
+        Trainer(load_config(None, overrides(run)), resume=True)
+
+
+@pytest.mark.xdist_group("torchrun")
+def test_elastic_restart_after_a_killed_rank_resumes_and_equals_uninterrupted(setup, two, monkeypatch):
+    """``torchrun --max-restarts 1``: rank 1 killed mid-training; torchrun starts both processes again,
+    they continue from the last checkpoint by themselves (no --resume) and end with the weights of
+    the uninterrupted 2-process run."""
+    root, boot, overrides = setup
+    run, log = root / "elastic", root / "elastic_steps"
+    monkeypatch.setenv("LITTUNE_TEST_STEP_LOG", str(log))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+           "--monitor-interval", "0.2", str(boot), "train", *overrides(run), "--json"]
+    proc = subprocess.Popen(cmd, env=cli_env(sleep=0.5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        wait_for_file(run / "checkpoints" / f"step_{EVERY:07d}", proc, "checkpoint")
+        time.sleep(0.6)  # into the steps after it
+        kill_rank(proc, 1)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        kill_tree(proc)
+    assert proc.returncode == 0, err[-3000:]
+    assert "torchrun restart 1: resuming from step" in err
+    assert json.loads(out.splitlines()[-1])["step"] == STEPS
+
+    resumed_at = [r["step"] for r in json.loads((run / "resumes.json").read_text())["resumes"]]
+    assert len(resumed_at) == 1 and resumed_at[0] in (EVERY, 2 * EVERY)
+    for rank in (0, 1):  # the first attempt ran past the checkpoint; the restart ran only what was left
+        steps = steps_run(log, rank)
+        restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+        assert steps[:restart] == list(range(restart)) and restart > resumed_at[0], (rank, steps)
+        assert steps[restart:] == list(range(resumed_at[0], STEPS)), (rank, steps)
+
+    a, b = _weights(_two(two)), _weights(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after the elastic restart from step {resumed_at[0]}"
