@@ -25,9 +25,10 @@ COMMANDS: Registry[Callable[[argparse.ArgumentParser], Runner]] = Registry("comm
 CACHE_ENV = "LITTUNE_CACHE_DIR"
 
 
-class HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Each option's help ends with its default, unless the help already names it or there is none
-    (a flag, or a default of None that the help explains in words)."""
+    (a flag, or a default of None that the help explains in words). Descriptions and epilogs are
+    printed as written (an epilog's lines are its layout)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -38,8 +39,9 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def command(name: str, help: str):
-    """Register a sub-command: the function adds its arguments and returns its runner."""
+def command(name: str, help: str, epilog: str = ""):
+    """Register a sub-command: the function adds its arguments and returns its runner; ``epilog``
+    ends its ``--help``."""
     def deco(add: Callable[[argparse.ArgumentParser], Runner]):
         def factory(p: argparse.ArgumentParser) -> Runner:
             run = add(p)
@@ -55,7 +57,7 @@ def command(name: str, help: str):
 
             return runner
 
-        COMMANDS.register(name, description=help)(factory)
+        COMMANDS.register(name, description=help, epilog=epilog)(factory)
         return add
 
     return deco

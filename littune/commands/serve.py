@@ -10,7 +10,17 @@ from .base import add_device, add_model, command
 _L = ServeLimits()  # the defaults live in the limits dataclass; flags show them
 
 
-@command("serve", "start the local web app: zero-shot classify uploads, search an index")
+PROXY_HELP = """\
+behind a reverse proxy (to serve beyond this machine):
+  keep littune on loopback (--host 127.0.0.1) and let the proxy (nginx, Caddy) listen outside,
+  end TLS there, and forward to http://127.0.0.1:PORT; give --token TOKEN and
+  --allow-host NAME for each public name the proxy forwards (other Host headers get 400).
+  Every request then comes from the proxy's address: raise --max-per-client to --max-active.
+  /docs (--docs) declares the token, so its "Authorize" button sends it.
+"""
+
+
+@command("serve", "start the local web app: zero-shot classify uploads, search an index", epilog=PROXY_HELP)
 def _serve(p: argparse.ArgumentParser):
     add_model(p)
     p.add_argument("--index", default=None, metavar="DIR",
@@ -29,6 +39,10 @@ def _serve(p: argparse.ArgumentParser):
                    help=f"requests handled at once (default: {_L.max_active})")
     p.add_argument("--max-queue", type=int, default=None,
                    help=f"requests waiting for a slot; beyond it, 503 JSON with Retry-After (default: {_L.max_queue})")
+    p.add_argument("--body-timeout", type=float, default=None, metavar="S",
+                   help=f"seconds a request body may take to arrive; slower gets 408 JSON (default: {_L.body_timeout_s:g})")
+    p.add_argument("--max-per-client", type=int, default=None,
+                   help="slots one client address may hold at once (default: half of --max-active, at least 1)")
     p.add_argument("--token", default=None,
                    help="require `Authorization: Bearer TOKEN` for the API (default: $LITTUNE_TOKEN); "
                         "needed when --host is not a loopback address")
@@ -46,7 +60,7 @@ def _serve(p: argparse.ArgumentParser):
                                  a.docs)  # refused before loading
         given = {"max_upload_bytes": int(a.max_upload_mb * 2 ** 20) if a.max_upload_mb is not None else None,
                  "max_pixels": a.max_pixels, "pixel_budget": a.pixel_budget, "max_active": a.max_active,
-                 "max_queue": a.max_queue}
+                 "max_queue": a.max_queue, "body_timeout_s": a.body_timeout, "max_per_client": a.max_per_client}
         if a.max_pixels is not None and a.pixel_budget is None:
             given["pixel_budget"] = max(a.max_pixels, _L.pixel_budget)
         limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})  # else ServeLimits' defaults

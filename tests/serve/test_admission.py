@@ -13,7 +13,9 @@ from littune.serve.limits import ServeLimits
 
 
 def _limits(**kw) -> ServeLimits:
-    return ServeLimits(**{"max_active": 2, "max_queue": 3, "queue_timeout_s": 30.0, "retry_after_s": 7, **kw})
+    # one client here (no peer address): let it use every slot, the per-client share is tested apart
+    return ServeLimits(**{"max_active": 2, "max_queue": 3, "queue_timeout_s": 30.0, "retry_after_s": 7,
+                          "max_per_client": 2, **kw})
 
 
 async def _run(limits: ServeLimits, n: int, hold_s: float | None = None) -> tuple[list[dict], int]:
