@@ -5,7 +5,7 @@ import argparse
 import os
 
 from ..serve.limits import ServeLimits
-from .base import add_device, add_model, command
+from .base import Number, add_device, add_model, command
 
 _L = ServeLimits()  # the defaults live in the limits dataclass; flags show them
 
@@ -26,23 +26,26 @@ def _serve(p: argparse.ArgumentParser):
     p.add_argument("--index", default=None, metavar="DIR",
                    help="index folder made by `littune index` (enables search; default: classification only)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for inference (default: min(4, cores))")
-    p.add_argument("--max-upload-mb", type=float, default=None,
+    p.add_argument("--port", type=Number(int, 1, 65535), default=8000, help="port to listen on")
+    p.add_argument("--threads", type=Number(int, 1, 1024), default=None,
+                   help="torch threads for inference (default: min(4, cores))")
+    p.add_argument("--max-upload-mb", type=Number(float, high=2048, above=0), default=None,
                    help=f"largest accepted upload in MB (default: {_L.max_upload_bytes / 2 ** 20:g})")
-    p.add_argument("--max-pixels", type=int, default=None,
+    p.add_argument("--max-pixels", type=Number(int, 1, 10**10), default=None,
                    help=f"largest accepted image in pixels, checked before decoding (default: {_L.max_pixels})")
-    p.add_argument("--pixel-budget", type=int, default=None,
+    p.add_argument("--pixel-budget", type=Number(int, 1, 10**10), default=None,
                    help=f"pixels decoded at once over all requests, bounds memory; at least --max-pixels "
                         f"(default: {_L.pixel_budget})")
-    p.add_argument("--max-active", type=int, default=None,
+    p.add_argument("--max-active", type=Number(int, 1, 1024), default=None,
                    help=f"requests handled at once (default: {_L.max_active})")
-    p.add_argument("--max-queue", type=int, default=None,
-                   help=f"requests waiting for a slot; beyond it, 503 JSON with Retry-After (default: {_L.max_queue})")
-    p.add_argument("--body-timeout", type=float, default=None, metavar="S",
-                   help=f"seconds a request body may take to arrive; slower gets 408 JSON (default: {_L.body_timeout_s:g})")
-    p.add_argument("--max-per-client", type=int, default=None,
-                   help="slots one client address may hold at once (default: half of --max-active, at least 1)")
+    p.add_argument("--max-queue", type=Number(int, 0, 100_000), default=None,
+                   help=f"requests waiting for a slot (0: none wait); beyond it, 503 JSON with Retry-After "
+                        f"(default: {_L.max_queue})")
+    p.add_argument("--body-timeout", type=Number(float, high=86400, above=0), default=None, metavar="S",
+                   help=f"seconds a request body may take to arrive; slower gets 408 JSON "
+                        f"(default: {_L.body_timeout_s:g})")
+    p.add_argument("--max-per-client", type=Number(int, 0, 1024), default=None,
+                   help="slots one client address may hold at once (0: half of --max-active, at least 1, the default)")
     p.add_argument("--token", default=None,
                    help="require `Authorization: Bearer TOKEN` for the API (default: $LITTUNE_TOKEN); "
                         "needed when --host is not a loopback address")

@@ -6,8 +6,8 @@ names this server is reached by (the address it binds to, ``localhost``, ``127.0
 and any given with ``--allow-host``) closes that door (400 for any other ``Host``).
 
 A token (``--token``, or ``LITTUNE_TOKEN``) is asked of every request for data (``/api/*``,
-``/thumb/*``) as ``Authorization: Bearer TOKEN`` (401 otherwise; the scheme name in any case). The page and its static files
-hold no data and stay open: the page reads the token from its URL fragment
+``/thumb/*``) as ``Authorization: Bearer TOKEN`` (401 otherwise; the scheme name in any case).
+The page and its static files hold no data and stay open: the page reads the token from its URL fragment
 (``http://host:port/#token=TOKEN``, which browsers never send to the server) and sends it.
 """
 from __future__ import annotations

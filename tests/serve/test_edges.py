@@ -40,7 +40,8 @@ def test_chunked_upload_over_the_limit_gets_413_json(client):
 
 
 def test_docs_declare_the_bearer_token(serve_lit):
-    with TestClient(create_app(serve_lit, None, access=Access(docs=True, token=TOKEN)), base_url="http://localhost") as c:
+    app = create_app(serve_lit, None, access=Access(docs=True, token=TOKEN))
+    with TestClient(app, base_url="http://localhost") as c:
         schema = c.get("/openapi.json").json()
         info = c.get("/api/info", headers={"authorization": f"Bearer {TOKEN}"})
     assert schema["components"]["securitySchemes"]["bearer"] == {
