@@ -18,10 +18,10 @@ def _limits(**kw) -> ServeLimits:
 
 
 async def _app(scope, receive, send):
-    body = b""
-    if scope["method"] == "POST":
+    body, more = b"", scope["method"] == "POST"
+    while more:  # as FastAPI's form parser does: the whole body
         message = await receive()
-        body = message["body"]
+        body, more = body + message["body"], message.get("more_body", False)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"got %d" % len(body)})
 
