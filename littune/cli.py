@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     try:
-        return runners[args.command](args) or 0
+        code = runners[args.command](args) or 0
+        sys.stdout.flush()  # here, so a reader gone meanwhile is noticed below, not at interpreter exit
+        return code
     except BrokenPipeError:
         return _closed_pipe()
     except _expected() as e:
