@@ -139,8 +139,13 @@ async def _refuse(send, status: int, message: str) -> None:
     await send_json(send, status, message, "image" if status == 413 else "body", {"Connection": "close"})
 
 
+class TooCostly(Exception):
+    """One image needs more decoding memory than the whole budget: answered 413, never decoded."""
+
+
 class PixelBudget:
-    """At most ``total`` pixels decoded at once over all threads; ``hold(n)`` waits (bounded) for n."""
+    """At most ``total`` bytes being decoded at once over all threads (``images.decode_bytes`` of each
+    image, by its mode and bit depth); ``hold(n)`` waits (bounded) for n, refuses n above ``total``."""
 
     def __init__(self, total: int, timeout_s: float):
         self.total, self.timeout_s = total, timeout_s
@@ -148,16 +153,18 @@ class PixelBudget:
         self._changed = threading.Condition()
 
     @contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
-        pixels = min(pixels, self.total)  # callers check max_pixels <= total; never wait forever
+    def hold(self, nbytes: int) -> Iterator[None]:
+        if nbytes > self.total:  # it could never fit: waiting would only delay the refusal
+            raise TooCostly(f"decoding it takes {nbytes / 2**20:.0f} MiB, more than the server's decoding budget of "
+                            f"{self.total / 2**20:.0f} MiB (its mode and size; raise --pixel-budget to accept it)")
         with self._changed:
-            if not self._changed.wait_for(lambda: self.free >= pixels, self.timeout_s):
-                raise Busy(f"waited {self.timeout_s:g} s for {pixels} pixels of decoding budget "
+            if not self._changed.wait_for(lambda: self.free >= nbytes, self.timeout_s):
+                raise Busy(f"waited {self.timeout_s:g} s for {nbytes} bytes of decoding budget "
                            f"({self.total} in all, {self.free} free)")
-            self.free -= pixels
+            self.free -= nbytes
         try:
             yield
         finally:
             with self._changed:
-                self.free += pixels
+                self.free += nbytes
                 self._changed.notify_all()

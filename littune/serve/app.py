@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.images import BOMB, BadImage, load_image
 from ..infer.model import parse_labels
-from .admission import Admission, Busy, PixelBudget
+from .admission import Admission, Busy, PixelBudget, TooCostly
 from .guard import Access, Guard
 from .http import HeadAsGet
 from .limits import ServeLimits
@@ -64,6 +64,8 @@ def decode(data: bytes | str, limits: ServeLimits, budget: PixelBudget, name: st
     except Busy as e:
         raise ApiError(503, "image", f"server busy: {e}; retry after {limits.retry_after_s} s",
                        {"Retry-After": str(limits.retry_after_s)}) from None
+    except TooCostly as e:
+        raise ApiError(413, "image", f"image: {name}: {e}") from None
 
 
 def check_labels(raw: str | None, limits: ServeLimits) -> list[str]:
@@ -157,7 +159,7 @@ def create_app(lit, index=None, limits: ServeLimits | None = None, access: Acces
     app.add_middleware(Admission, limits=limits)
     app.add_middleware(HeadAsGet)
     app.add_middleware(Guard, access=access)  # added last: runs first
-    budget = app.state.pixel_budget = PixelBudget(limits.pixel_budget, limits.queue_timeout_s)
+    budget = app.state.pixel_budget = PixelBudget(limits.decode_budget_bytes, limits.queue_timeout_s)
     # Decode uploads no larger than the model needs, with a margin for its own antialiased resize.
     upload_side = max(limits.decode_side, 2 * lit.model.image.preprocess.resize_size)
     thumbs = Thumbnails(index.paths, limits, budget) if index is not None else None

@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass
 
 
+DECODE_BYTES_PER_PIXEL = 9
+
+
 @dataclass
 class ServeLimits:
     max_upload_bytes: int = 10 * 1024 * 1024  # one uploaded image file
@@ -47,6 +50,12 @@ class ServeLimits:
         if self.pixel_budget < self.max_pixels:
             raise ValueError(f"serve limits: pixel_budget ({self.pixel_budget}) is below max_pixels "
                              f"({self.max_pixels}): the largest accepted image could never be decoded")
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        """The decoding budget in bytes: ``pixel_budget`` pixels at 9 bytes each (an 8-bit palette image
+        with transparency on its way to RGB; RGB takes 4). Each image is charged ``images.decode_bytes``."""
+        return self.pixel_budget * DECODE_BYTES_PER_PIXEL
 
     @property
     def max_body_bytes(self) -> int:
