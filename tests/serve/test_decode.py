@@ -96,3 +96,19 @@ def test_what_reserve_raises_reaches_the_caller_unchanged():
     with pytest.raises(Full) as e:  # not turned into BadImage("unreadable"): the image is fine, the server busy
         load_image(data, reduce_to=32, reserve=reserve)
     assert e.value.args == (64 * 48 * 4,)
+
+
+@pytest.mark.parametrize("mode, size, reduce_to, per_pixel", [
+    ("RGB", (600, 400), 256, 4),  # decoded only
+    ("RGB", (2000, 1200), 256, 8),  # and a reduced copy
+    ("I;16", (150, 4000), 256, 2 + 5),  # elongated: no reduction; 8-bit grey in blocks, then RGB
+    ("F", (300, 300), 256, 4 + 5),
+    ("RGBA", (300, 300), 256, 4 + 16),  # alpha composited on white at full size
+    ("LA", (1200, 1200), 256, 2 + 8),  # reduced first
+    ("P", (300, 300), None, 1 + 4),
+])
+def test_decode_bytes_charges_each_mode_what_its_path_takes(mode, size, reduce_to, per_pixel):
+    from littune.data.images import decode_bytes
+
+    image = Image.open(io.BytesIO(_encoded(Image.new(mode, size), "TIFF" if mode == "F" else "PNG")))
+    assert decode_bytes(image, reduce_to) == size[0] * size[1] * per_pixel
