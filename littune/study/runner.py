@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Iterable
 
 from ..config import ConfigError, ExperimentConfig
@@ -121,7 +122,9 @@ def run_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
 def run_study(study: StudyConfig, only: Iterable[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Train and evaluate the settings (``only``: a subset, e.g. one per process); then the report."""
     names = list(only) if only else list(study.settings)
-    check_output(study.out_dir, "out_dir", (*study.settings, *STUDY_FILES),
+    root = Path(study.out_dir)
+    earlier = [p.parent.name for p in root.glob(f"*/{SETTING}")]  # settings of this study's earlier runs, dropped since
+    check_output(root, "out_dir", (*study.settings, *earlier, *STUDY_FILES),
                  fix="choose another out_dir (a study writes its settings' folders and report there)")
     for n in names:
         if n not in study.settings:
