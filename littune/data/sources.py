@@ -3,8 +3,7 @@
 Every source yields ``Record``s; ``image`` is a file path (str) or the encoded bytes, decoding is
 left to ``littune.data.images.load_image`` so it can run in DataLoader workers. Tables are read
 by the one strict reader in ``tables.py``. Malformed rows never crash a source: they are skipped
-and recorded in ``source.bad`` (a ``BadInputLog``, reset
-at the start of each pass).
+and recorded in ``source.bad`` (a ``BadInputLog``, reset at the start of each pass).
 """
 
 from __future__ import annotations
