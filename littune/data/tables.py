@@ -8,7 +8,8 @@ record is checked against the physical lines it came from, and a malformed one i
 - a quote that never closes (the reader reaches the end of the file inside a quoted field);
 - a quoted field that holds a line break and then the separator (what an unclosed quote looks
   like when a later quote closes it: whole rows inside one field);
-- a field count other than the header's;
+- more fields than the header has (a row with fewer lacks a field, and is refused naming it:
+  "missing caption field");
 - any field longer than ``MAX_FIELD_CHARS`` (far beyond any text tower's context).
 
 After a malformed record the reader starts again on the line after the one it began on, so one
@@ -105,7 +106,7 @@ def csv_rows(path: Path, sep: str) -> Iterator[Row]:
                 if len(lines.taken) > 1:
                     lines.rewind(start)
                 continue
-            yield start, dict(zip(header, fields))
+            yield start, dict(zip(header, fields + [None] * (len(header) - len(fields))))
 
 
 def _check(fields: list[str], n_header: int, sep: str) -> str:
@@ -114,7 +115,7 @@ def _check(fields: list[str], n_header: int, sep: str) -> str:
         if newline >= 0 and sep in f[newline:]:
             return (f"a quoted field holds a line break and then the separator {sep!r}, as rows swallowed by an "
                     "unclosed quote do")
-    if len(fields) != n_header:
+    if len(fields) > n_header:  # fewer: the missing fields are None, and the row is refused by what it lacks
         return f"{len(fields)} fields, the header has {n_header}"
     longest = max(len(f) for f in fields)
     if longest > MAX_FIELD_CHARS:

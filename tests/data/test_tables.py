@@ -52,7 +52,7 @@ def test_wrong_field_count_and_overlong_field(tmp_path: Path) -> None:
     assert [r.key for r in source] == ["a.jpg#0", "e.jpg#0"]
     got = reasons(source)
     assert got[0] == ("pairs.csv:3", "3 fields, the header has 2")
-    assert got[1] == ("pairs.csv:4", "1 fields, the header has 2")
+    assert got[1] == ("pairs.csv:4", "missing caption field")
     assert got[2][0] == "pairs.csv:5" and f"at most {MAX_FIELD_CHARS}" in got[2][1]
 
 
