@@ -19,6 +19,12 @@ successes, 503s in JSON with Retry-After (the server's "busy, retry"), any other
 and anything else, the 50th/99th percentile latency of the successes, and the server's peak
 resident memory (sampled every 10 ms). Without --model it trains the tests' tiny model first (the
 quick mode: a minute, then seconds per level); with --model it loads that run.
+
+    python benchmarks/bench_serve.py --load --mixed [--duration 30] [--normal 4 --slow 8 --large 2]
+
+The mixed load (serve_mixed.py): normal, slow (trickling) and large (16-bit, near --max-pixels)
+clients at once; p50/p99 latency per kind, answers by status, and the server's peak memory against
+the bound of docs/limits.md.
 """
 from __future__ import annotations
 
@@ -90,6 +96,11 @@ def main() -> None:
     ap.add_argument("--load", action="store_true", help="the load test instead of single-call latency")
     ap.add_argument("--parallel", default="20,80,200", help="--load: clients at once, one level each")
     ap.add_argument("--requests", type=int, default=200, help="--load: requests per level")
+    ap.add_argument("--mixed", action="store_true", help="--load: normal, slow and large clients at once")
+    ap.add_argument("--duration", type=float, default=30, help="--mixed: seconds of load")
+    ap.add_argument("--normal", type=int, default=4, help="--mixed: clients uploading photos")
+    ap.add_argument("--slow", type=int, default=8, help="--mixed: clients trickling 1 MB at 2 KB/s")
+    ap.add_argument("--large", type=int, default=2, help="--mixed: clients uploading 16-bit PNGs near --max-pixels")
     a = ap.parse_args()
     if a.load:
         return load_test(a)
@@ -215,6 +226,8 @@ def load_test(a: argparse.Namespace) -> None:
         if not photos:
             sys.exit(f"bench_serve: no photos under {folder} (--images DIR)")
     uploads = [(p.name, p.read_bytes()) for p in photos]
+    if a.mixed:
+        return mixed_test(a, model, uploads, labels)
     levels = [int(x) for x in a.parallel.split(",")]
     rows = []
     with server(model, a.threads) as (url, proc):
@@ -233,6 +246,32 @@ def load_test(a: argparse.Namespace) -> None:
     print_json({"mode": "quick" if a.model is None else "model", "model": model, "threads": a.threads,
                 "idle_rss_mib": round(idle / 2 ** 20), "levels": rows,
                 "other_5xx_total": sum(r["other_5xx"] for r in rows)}, variant="load")
+
+
+def mixed_test(a: argparse.Namespace, model: str, uploads: list, labels: str) -> None:
+    from serve_mixed import big_16bit_png, run_mixed
+
+    from littune.serve import ServeLimits
+
+    limits = ServeLimits(body_timeout_s=5.0)
+    stage(f"mixed load for {a.duration:g} s: {a.normal} normal, {a.slow} slow, {a.large} large clients")
+    large = big_16bit_png(limits.max_pixels)
+    with server(model, a.threads, "--body-timeout", str(limits.body_timeout_s)) as (url, proc):
+        import psutil
+
+        idle = psutil.Process(proc.pid).memory_info().rss
+        fig = run_mixed(url, int(url.rsplit(":", 1)[1]), proc.pid, uploads, labels, large, a.normal, a.slow,
+                        a.large, a.duration)
+    bound = (limits.decode_budget_bytes + limits.max_active * limits.max_body_bytes + limits.max_queue * 64 * 1024
+             + 64 * 2 ** 20)
+    print_table(f"bench_serve --load --mixed ({'tiny test model' if a.model is None else model}, {a.duration:g} s; "
+                f"server idle at {idle / 2 ** 20:.0f} MiB, peak {fig['peak_rss_mib']} MiB, bound idle + "
+                f"{bound / 2 ** 20:.0f} MiB)", [
+        (kind, " ".join(f"{s}x{n}" for s, n in sorted(k["answers"].items())),
+         f"p50 {k['p50_ms']} ms, p99 {k['p99_ms']} ms") for kind, k in fig["kinds"].items()])
+    print_json({"mode": "mixed", "model": model, "duration_s": a.duration, "clients": {
+        "normal": a.normal, "slow": a.slow, "large": a.large}, "large_upload_kb": len(large) // 1024,
+        "idle_rss_mib": round(idle / 2 ** 20), "bound_above_idle_mib": round(bound / 2 ** 20), **fig})
 
 
 if __name__ == "__main__":

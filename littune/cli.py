@@ -41,7 +41,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     runners = {}
     for entry in COMMANDS.list():
         sp = sub.add_parser(entry.name, help=entry.description, description=entry.description,
-                            formatter_class=HelpFormatter)
+                            epilog=entry.info.get("epilog") or None, formatter_class=HelpFormatter)
         # also after the command (`littune train ... --debug`); SUPPRESS keeps the global one when absent
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         runners[entry.name] = entry.factory(sp)
@@ -110,11 +110,28 @@ def debug_wanted(args: argparse.Namespace | None) -> bool:
     return bool(getattr(args, "debug", False)) or os.environ.get("LITTUNE_DEBUG", "") not in ("", "0")
 
 
+# A reader that closed the pipe (`littune eval ... | head`) ends the output, not the command in
+# error: the exit code a process stopped by SIGPIPE has in a shell, and nothing on stderr.
+EXIT_CLOSED_PIPE = 128 + 13
+
+
+def _closed_pipe() -> int:
+    try:  # the interpreter flushes stdout at exit: point it at /dev/null so that flush cannot fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        pass
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     try:
-        return runners[args.command](args) or 0
+        code = runners[args.command](args) or 0
+        sys.stdout.flush()  # here, so a reader gone meanwhile is noticed below, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except _expected() as e:
         if debug_wanted(args):
             traceback.print_exc()

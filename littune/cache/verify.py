@@ -175,6 +175,10 @@ def check_cache(folder: str | Path, m: Manifest | None = None, hashes: bool = Fa
     if not m.complete:
         report.problems[-1] = ["embedding did not finish"]
         return report
+    whole = manifest_problems(m)
+    if whole:
+        report.problems[-1] = whole
+        return report
     records = {s.get("index"): s for s in m.shards}
     if sorted(records) != list(range(m.n_shards)):
         report.problems[-1] = [f"the manifest lists shards {sorted(records)}, {m.n_items} images in shards of "
@@ -187,14 +191,66 @@ def check_cache(folder: str | Path, m: Manifest | None = None, hashes: bool = Fa
             report.problems.setdefault(-1, []).append(f"shard {k} starts at row {rec.get('start')}, the shards "
                                                       f"before it end at {start}")
         start += int(rec.get("count", 0))
-        found = shard_problems(folder, m, k, rec, hashes)
+        found = _record_problems(m, rec) + shard_problems(folder, m, k, rec, hashes)
         if found:
             report.problems[k] = found
         elif hashes:
             report.n_files += len(rec.get("files") or {})
     if start != m.count:
         report.problems.setdefault(-1, []).append(f"the shards hold {start} rows, the manifest's count is {m.count}")
+    extra = sorted(p.name for p in (folder / "img_emb").glob("img_emb_*.npy")
+                   if p.stem.rpartition("_")[2].isdigit() and int(p.stem.rpartition("_")[2]) >= m.n_shards)
+    if extra:
+        report.problems.setdefault(-1, []).append(f"the manifest lists {m.n_shards} shards, img_emb/ also holds "
+                                                  f"{', '.join(extra[:3])}")
+    if not report.problems:
+        captions = _caption_problem(folder, m)
+        if captions:
+            report.problems[-1] = [captions]
     return report
+
+
+def manifest_problems(m: Manifest) -> list[str]:
+    """The manifest's own counts against each other: items, embeddings, bad inputs, shard size."""
+    problems = []
+    if m.shard_size < 1:
+        problems.append(f"the manifest's shard size is {m.shard_size}; it must be >= 1")
+    if m.n_items < 1:
+        problems.append(f"the manifest lists {m.n_items} images; a finished cache holds at least one")
+    if not 0 <= m.count <= m.n_items:
+        problems.append(f"the manifest's count ({m.count} embeddings) is outside 0..{m.n_items} (its images)")
+    elif m.count + m.n_bad < m.n_items:
+        problems.append(f"{m.n_items} images, {m.count} embedded and {m.n_bad} listed as bad: "
+                        f"{m.n_items - m.count - m.n_bad} vanished without a reason")
+    if m.n_captions < 0 or m.embed_dim < 1:
+        problems.append(f"the manifest's n_captions ({m.n_captions}) or embed_dim ({m.embed_dim}) is impossible")
+    return problems
+
+
+def _record_problems(m: Manifest, rec: dict[str, Any]) -> list[str]:
+    """One shard's entry against the manifest: its width is the cache's, its rows fit a shard."""
+    problems = []
+    if rec.get("width") != m.embed_dim:
+        problems.append(f"the manifest records width {rec.get('width')} for it, the cache's embed_dim is {m.embed_dim}")
+    if not 0 <= int(rec.get("count", 0)) <= m.shard_size:
+        problems.append(f"the manifest records {rec.get('count')} rows for it, a shard holds 0..{m.shard_size}")
+    return problems
+
+
+def _caption_problem(folder: Path, m: Manifest) -> str:
+    """Captions in the shards' metadata against the manifest's ``n_captions`` (all of them when
+    nothing was skipped; never more)."""
+    import pyarrow.parquet as pq
+
+    found = 0
+    for k in range(m.n_shards):
+        path = folder / metadata_file(k)
+        if "captions" not in pq.ParquetFile(path).schema_arrow.names:
+            return ""  # made before the column was written: nothing to compare
+        found += sum(len(c) for c in pq.read_table(path, columns=["captions"]).column("captions").to_pylist())
+    if found > m.n_captions or (m.n_bad == 0 and found != m.n_captions):
+        return f"the shards' metadata hold {found} captions, the manifest's n_captions is {m.n_captions}"
+    return ""
 
 
 __all__ = ["VerifyReport", "check_cache", "shard_problems", "shard_record", "sha256_file"]

@@ -13,6 +13,7 @@ unless ``--no-progress``, the others (classify, search, serve, export, towers) n
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from typing import Callable
@@ -25,9 +26,10 @@ COMMANDS: Registry[Callable[[argparse.ArgumentParser], Runner]] = Registry("comm
 CACHE_ENV = "LITTUNE_CACHE_DIR"
 
 
-class HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Each option's help ends with its default, unless the help already names it or there is none
-    (a flag, or a default of None that the help explains in words)."""
+    (a flag, or a default of None that the help explains in words). Descriptions and epilogs are
+    printed as written (an epilog's lines are its layout)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -38,8 +40,44 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def command(name: str, help: str):
-    """Register a sub-command: the function adds its arguments and returns its runner."""
+class Number:
+    """An option's type and range, declared once where the option is: ``type=Number(int, 1, 65536)``.
+
+    ``low``/``high`` are inclusive ends (None: none); ``above`` an exclusive lower end. Anything
+    else (not a number, NaN, infinite, outside the range) is refused by argparse with one line naming
+    the option and what it accepts (exit 2), before the command runs. tests/test_option_ranges.py
+    refuses a numeric option declared without one.
+    """
+
+    def __init__(self, kind: type, low: float | None = None, high: float | None = None, *,
+                 above: float | None = None):
+        self.kind, self.low, self.high, self.above = kind, low, high, above
+        self.__name__ = kind.__name__  # argparse names the type in some messages
+
+    def accepts(self, value: float) -> bool:
+        return (math.isfinite(value) and (self.low is None or value >= self.low)
+                and (self.above is None or value > self.above) and (self.high is None or value <= self.high))
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a finite number"
+        ends = [f">= {self.low:g}" if self.low is not None else "",
+                f"> {self.above:g}" if self.above is not None else "",
+                f"<= {self.high:g}" if self.high is not None else ""]
+        return " ".join([what, " and ".join(e for e in ends if e)]).strip()
+
+    def __call__(self, text: str):
+        try:
+            value = self.kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}") from None
+        if not self.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed: give {self.describe()}")
+        return value
+
+
+def command(name: str, help: str, epilog: str = ""):
+    """Register a sub-command: the function adds its arguments and returns its runner; ``epilog``
+    ends its ``--help``."""
     def deco(add: Callable[[argparse.ArgumentParser], Runner]):
         def factory(p: argparse.ArgumentParser) -> Runner:
             run = add(p)
@@ -55,7 +93,7 @@ def command(name: str, help: str):
 
             return runner
 
-        COMMANDS.register(name, description=help)(factory)
+        COMMANDS.register(name, description=help, epilog=epilog)(factory)
         return add
 
     return deco

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import add_cache, add_json, add_progress, command
+from .base import Number, add_cache, add_json, add_progress, command
 
 
 @command("demo", "embed, LiT-train and evaluate on Flickr8k + TF-flowers (the main job)")
@@ -16,7 +16,7 @@ def _demo(p: argparse.ArgumentParser):
     p.add_argument("--text", default="minilm", choices=["minilm", "scratch"],
                    help="text tower: pre-trained MiniLM, or a transformer trained from scratch")
     p.add_argument("--quick", action="store_true", help="a small slice of the data: a first look in minutes")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=Number(int, 1, 10**9), default=None,
                    help="training steps (default: the recipe's, 300; 40 with --quick)")
     add_cache(p)
     add_json(p, "one object with the results")

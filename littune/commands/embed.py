@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..cache.options import MAX_SHARD, MIN_SHARD, TARGET_SHARDS, EmbedOptions
-from .base import add_device, add_json, add_progress, command
+from .base import Number, add_device, add_json, add_progress, command
 
 _D = EmbedOptions()  # the defaults live in the option dataclass; flags show them
 SHARD_HELP = (f"images per shard, the unit a killed run resumes from (default: about 1/{TARGET_SHARDS} of the "
@@ -20,11 +20,13 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--out", required=True, help="cache folder (re-run the same command to resume)")
     p.add_argument("--tower", default="efficientnet_lite0", help="image tower registry name (see `littune towers`)")
     p.add_argument("--checkpoint", default=None, help="local weights file for the tower (default: its own weights)")
-    p.add_argument("--views", type=int, default=_D.views, help="augmented views per image besides the plain one")
+    p.add_argument("--views", type=Number(int, 0, 64), default=_D.views,
+                   help="augmented views per image besides the plain one (0: the plain view only)")
     p.add_argument("--dtype", choices=["float16", "float32"], default=_D.dtype, help="precision of the stored features")
-    p.add_argument("--shard-size", type=int, default=_D.shard_size, metavar="N", help=SHARD_HELP)
-    p.add_argument("--batch-size", type=int, default=_D.batch_size, help="images per forward pass")
-    p.add_argument("--workers", type=int, default=None, help="image decoding workers (default: the spare cores)")
+    p.add_argument("--shard-size", type=Number(int, 1, 10**9), default=_D.shard_size, metavar="N", help=SHARD_HELP)
+    p.add_argument("--batch-size", type=Number(int, 1, 65536), default=_D.batch_size, help="images per forward pass")
+    p.add_argument("--workers", type=Number(int, 0, 256), default=None,
+                   help="image decoding workers (0: decode in the main process; default: the spare cores)")
     p.add_argument("--image-col", default="image", help="column (csv/tsv) or key (jsonl) holding the image path")
     p.add_argument("--caption-col", default="caption", help="column or key holding the caption")
     p.add_argument("--root", default=None,

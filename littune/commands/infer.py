@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..infer.options import IndexOptions
-from .base import add_device, add_json, add_model, add_progress, command
+from .base import Number, add_device, add_json, add_model, add_progress, command
 from .embed import SHARD_HELP
 
 _I = IndexOptions()  # the defaults live in the option dataclass; flags show them
@@ -62,13 +62,14 @@ def _index(p: argparse.ArgumentParser):
     add_model(p)
     p.add_argument("folder", metavar="DIR", help="folder of images (sub-folders too)")
     p.add_argument("--out", required=True, help="index folder (re-run the same command to resume)")
-    p.add_argument("--faiss-threshold", type=int, default=_I.faiss_threshold,
+    p.add_argument("--faiss-threshold", type=Number(int, 0, 10**12), default=_I.faiss_threshold,
                    help="search with FAISS from this many images on (0: always); below it, an exact matrix product")
     p.add_argument("--faiss", default=_I.faiss_factory, metavar="FACTORY",
                    help="FAISS index_factory string: Flat is exact; HNSW32 or IVF4096,Flat trade exactness for speed")
-    p.add_argument("--batch-size", type=int, default=_I.batch_size, help="images per forward pass")
-    p.add_argument("--workers", type=int, default=None, help="image decoding workers (default: the spare cores)")
-    p.add_argument("--shard-size", type=int, default=_I.shard_size, metavar="N", help=SHARD_HELP)
+    p.add_argument("--batch-size", type=Number(int, 1, 65536), default=_I.batch_size, help="images per forward pass")
+    p.add_argument("--workers", type=Number(int, 0, 256), default=None,
+                   help="image decoding workers (0: decode in the main process; default: the spare cores)")
+    p.add_argument("--shard-size", type=Number(int, 1, 10**9), default=_I.shard_size, metavar="N", help=SHARD_HELP)
     add_device(p)
     add_json(p, "the index's summary (index, count, n_bad, backend, model, bad_inputs)")
     add_progress(p)
@@ -95,7 +96,7 @@ def _index(p: argparse.ArgumentParser):
 def _search(p: argparse.ArgumentParser):
     p.add_argument("--index", required=True, metavar="DIR", help="index folder made by `littune index`")
     p.add_argument("query", help='what to look for, e.g. "a dog catching a frisbee"')
-    p.add_argument("-k", type=int, default=10, help="number of results")
+    p.add_argument("-k", type=Number(int, 1, 10_000), default=10, help="number of results")
     add_model(p, required=False, what="the model, if it moved since the index was made "
                                       "(default: the one recorded in the index)")
     add_device(p)
@@ -104,8 +105,6 @@ def _search(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from ..infer import load_index
 
-        if a.k < 1:
-            raise ValueError(f"-k must be >= 1, got {a.k}")
         if not a.query.strip():
             raise ValueError("query: empty; describe what to look for")
         hits = load_index(a.index, model=a.model, device=a.device).search(a.query, k=a.k)

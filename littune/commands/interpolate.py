@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .base import add_cache, add_class_prompts, add_json, add_model, add_progress, command
+from .base import Number, add_cache, add_class_prompts, add_json, add_model, add_progress, command
 
 _SWEEP_ONLY = ("report", "evals", "data", "split", "zeroshot", "classnames")  # flags refused with --alpha
 
@@ -32,7 +32,7 @@ def _interpolate(p: argparse.ArgumentParser):
     add_model(p, what="a run directory (littune train/demo, e.g. runs/demo/latest); not an export, whose "
                       "config no longer names the pre-trained text tower")
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--alpha", type=float, default=None,
+    how.add_argument("--alpha", type=Number(float, 0.0, 1.0), default=None,
                      help="mix weight in [0, 1]: 0 the pre-trained text tower, 1 the trained one; needs --out "
                           "(no default: give --alpha or --sweep)")
     how.add_argument("--sweep", default=None, metavar="A,B,...",

@@ -29,7 +29,7 @@ def _train(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
-        from ..config.experiment import check_range
+        from ..config.ranges import check_key
         from ..train import load_config, to_yaml, train
 
         overrides = [*a.overrides, *(["train.progress=false"] if a.no_progress else [])]
@@ -37,7 +37,7 @@ def _train(p: argparse.ArgumentParser):
         if a.print_config:
             print(to_yaml(cfg), end="")
             return 0
-        check_range(cfg, "train.collective_timeout_s", ("open", 0.0), None)  # the process group's timeout
+        check_key(cfg, "train.collective_timeout_s")  # the process group's timeout, needed before validate
         distributed.init_from_env(timeout_s=cfg.train.collective_timeout_s)
         try:
             summary = train(cfg, resume=a.resume)

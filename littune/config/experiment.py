@@ -11,14 +11,14 @@ with the key named. A YAML file may start from another with ``_base_: other.yaml
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional
 
 from ..model import ModelConfig
 from .loader import ConfigError, ConfigWarning, load_structured
+from .ranges import check_ranges
 
 
 @dataclass
@@ -131,16 +131,13 @@ def validate(cfg: ExperimentConfig) -> None:
                           "each row over every text")
     if cfg.train.precision not in ("fp32", "bf16", "auto"):
         raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32, bf16 or auto")
-    for key, value in (("train.steps", cfg.train.steps), ("train.batch_size", cfg.train.batch_size)):
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
-    if cfg.train.batch_size < 2:
-        raise ConfigError("train.batch_size must be >= 2: a contrastive batch needs negatives")
     for name, spec in cfg.evals.items():
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")
-    for key, low, high in _RANGES:
-        check_range(cfg, key, low, high)
+    check_ranges(cfg)
+    if cfg.model.text.name == "scratch" and cfg.model.text.width % cfg.model.text.heads:
+        raise ConfigError(f"model.text.width={cfg.model.text.width} must be a multiple of model.text.heads="
+                          f"{cfg.model.text.heads} (each head gets width / heads channels)")
     if cfg.train.mixup and cfg.train.grad_cache_chunk:
         raise ConfigError("train.mixup mixes pairs across the whole batch, which the gradient cache's text "
                           "chunks cannot do: set train.grad_cache_chunk=0 or train.mixup=0")
@@ -154,43 +151,3 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.model.text.dropout and cfg.model.text.name != "scratch":
         raise ConfigError(f"model.text.dropout applies to the scratch text tower only (model.text.name="
                           f"'{cfg.model.text.name}' keeps its own dropout); set it to 0")
-
-
-# key, lowest, highest: a number is refused unless finite and within [low, high]; an end given as
-# ("open", x) excludes x. None: no bound on that side.
-Bound = Union[float, Tuple[str, float], None]
-_RANGES: list[tuple[str, Bound, Bound]] = [
-    ("model.init_temperature", ("open", 0.0), None), ("model.init_bias", None, None),
-    ("model.embed_dim", 1, None), ("model.image.crop_pct", ("open", 0.0), 1.0),
-    ("model.image.lr_mult", 0.0, None), ("model.text.lr_mult", 0.0, None),
-    ("model.image.locked_blocks", 0, None), ("model.text.locked_blocks", 0, None),
-    ("model.image.head_dropout", 0.0, ("open", 1.0)), ("model.text.head_dropout", 0.0, ("open", 1.0)),
-    ("model.text.dropout", 0.0, ("open", 1.0)), ("model.text.context_length", 1, None),
-    ("optim.lr", ("open", 0.0), None), ("optim.weight_decay", 0.0, None),
-    ("optim.beta1", 0.0, ("open", 1.0)), ("optim.beta2", 0.0, ("open", 1.0)), ("optim.eps", ("open", 0.0), None),
-    ("optim.warmup_steps", 0, None), ("optim.min_lr_ratio", 0.0, 1.0), ("optim.grad_clip", 0.0, None),
-    ("optim.scale_lr_mult", 0.0, None), ("optim.head_lr_mult", 0.0, None),
-    ("train.log_every", 1, None), ("train.eval_every", 0, None), ("train.ckpt_every", 0, None),
-    ("train.keep_checkpoints", 0, None), ("train.threads", 0, None), ("train.grad_cache_chunk", 0, None),
-    ("train.collective_timeout_s", ("open", 0.0), None), ("train.mixup", 0.0, None),
-    ("data.views", 0, None), ("data.num_workers", 0, None), ("data.stream_buffer", 1, None),
-    ("data.embed_batch_size", 1, None),
-]
-
-
-def check_range(cfg: Any, key: str, low: Bound, high: Bound) -> None:
-    """Refuse a non-finite or out-of-range number at dotted ``key`` of ``cfg``, naming the key."""
-    value = cfg
-    for part in key.split("."):
-        value = getattr(value, part)
-    if value is None:  # optional (e.g. model.embed_dim: the image tower's size)
-        return
-    lo_open, lo = (True, low[1]) if isinstance(low, tuple) else (False, low)
-    hi_open, hi = (True, high[1]) if isinstance(high, tuple) else (False, high)
-    ok = math.isfinite(value) and (lo is None or (value > lo if lo_open else value >= lo)) and (
-        hi is None or (value < hi if hi_open else value <= hi))
-    if not ok:
-        want = " and ".join(w for w in (
-            None if lo is None else f"{'>' if lo_open else '>='} {lo}",
-            None if hi is None else f"{'<' if hi_open else '<='} {hi}") if w)
-        raise ConfigError(f"{key}={value} is not allowed: it must be a finite number{' ' + want if want else ''}")

@@ -15,7 +15,9 @@ scaled (not clipped) to 8 bits.
 With ``reduce_to`` (a server decoding uploads), the image is decoded no larger than needed: JPEG
 in libjpeg's draft mode (DCT scaling by 1/2, 1/4 or 1/8, Pillow's ``Image.draft``), other formats
 reduced by an integer factor right after decoding; the shorter side stays >= ``reduce_to``.
-``reserve(pixels)`` is entered around the decode, so a caller can bound the pixels decoded at once.
+``reserve(nbytes)`` is entered around the decode with ``decode_bytes``: the most memory decoding and
+converting this image takes, by its mode and bit depth (16-bit, float, alpha, palette, rotation), so a
+caller can bound the bytes being decoded at once.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "regular_file_problem", "DEFAULT_MAX_PIXELS",
-           "DEFAULT_MAX_BYTES"]
+__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "decode_bytes", "regular_file_problem",
+           "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES"]
 
 # Same default as PIL's own ``Image.MAX_IMAGE_PIXELS`` (about 9.5k x 9.5k).
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -81,7 +83,7 @@ def load_image(
     ``name`` is used in error messages (defaults to the path, or "<bytes>"); a path must be a
     regular file of at most ``max_bytes``.
     ``reduce_to``: decode at reduced size, shorter side >= this (see the module docstring).
-    ``reserve``: called with the number of pixels about to be decoded; decoding runs inside it.
+    ``reserve``: called with ``decode_bytes`` of the image about to be decoded; decoding runs inside it.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
@@ -95,7 +97,7 @@ def load_image(
     with _as_bad_image(label):
         image = _open(data, max_pixels, label, reduce_to)
     # Outside the translation: what `reserve` raises (a busy server) is the caller's, not a bad image.
-    with (reserve or _no_reserve)(image.size[0] * image.size[1]), _as_bad_image(label):
+    with (reserve or _no_reserve)(decode_bytes(image, reduce_to)), _as_bad_image(label):
         image.load()
         if reduce_to is not None:  # inside `reserve`: the full-size buffers are freed before it ends
             image = _shrink(image, reduce_to)
@@ -182,6 +184,41 @@ def _open(data: bytes, max_pixels: int, label: str, reduce_to: int | None) -> Im
     return image
 
 
+# Bytes per pixel PIL holds each mode in (every other mode: 4, as RGB is stored).
+_SOURCE_BPP = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def decode_bytes(image: Image.Image, reduce_to: int | None = None) -> int:
+    """The most memory ``load_image`` takes for ``image`` (opened, not yet decoded), in bytes.
+
+    The decoded pixels at their mode's size, plus what the path to 8-bit RGB adds at full size:
+    nothing for RGB; a rotated copy when EXIF says to rotate; with ``reduce_to`` and a factor of 2
+    or more, the expanded copy ``_shrink`` reduces (4 bytes a pixel, 8 with alpha); otherwise the
+    RGB result (4) plus, for 16-bit and float, the 8-bit grey made row block by row block (1), and for
+    alpha, the RGBA copy, the white background and the composite (12). The JPEG draft size is
+    already in ``image.size``.
+    """
+    w, h = image.size
+    src = _SOURCE_BPP.get(image.mode, 4)
+    alpha = image.mode in _ALPHA or "transparency" in image.info
+    try:
+        rotated = image.getexif().get(0x0112, 1) not in (1, None)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: assume the copy
+        rotated = True
+    if reduce_to is not None and min(w, h) // reduce_to >= 2:
+        extra = 8 if alpha else 4
+    elif image.mode == "RGB":
+        extra = 0
+    elif image.mode.startswith("I") or image.mode == "F":
+        extra = 1 + 4
+    elif alpha:
+        extra = 4 + 12
+    else:
+        extra = 4
+    return w * h * (src + extra + (src if rotated else 0))
+
+
 def _no_reserve(_: int) -> AbstractContextManager:
     return nullcontext()
 
@@ -233,15 +270,20 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     """
     import numpy as np  # here, not at the top: the CLI reads this module's names without numpy
 
-    values = np.asarray(image).astype(np.float64)
-    if image.mode.startswith("I;16") or (values.min() >= 0 and values.max() <= 65535 and image.mode == "I"):
-        scaled = values / 257.0  # 65535 -> 255 exactly
-    elif image.mode == "F" and values.min() >= 0 and values.max() <= 1:
-        scaled = values * 255.0
+    values = np.asarray(image)  # (H, W) at the mode's own depth: no widened copy of the whole image
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (lo >= 0 and hi <= 65535 and image.mode == "I"):
+        offset, scale = 0.0, 1 / 257.0  # 65535 -> 255 exactly
+    elif image.mode == "F" and lo >= 0 and hi <= 1:
+        offset, scale = 0.0, 255.0
     else:  # unknown range: stretch min..max
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        offset, scale = lo, (255.0 / (hi - lo) if hi > lo else 0.0)
+    grey = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, (1 << 20) // max(1, values.shape[1]))  # ~1 M pixels of float64 at a time: 8 MB, not 8 bytes a pixel
+    for top in range(0, values.shape[0], rows):
+        block = (values[top:top + rows].astype(np.float64) - offset) * scale
+        np.clip(np.rint(block, out=block), 0, 255, out=block)
+        grey[top:top + rows] = block
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 

@@ -1,14 +1,13 @@
 """Image-text data sources: CSV/TSV, JSON lines, WebDataset shards (``open.py`` picks one by spec).
 
 Every source yields ``Record``s; ``image`` is a file path (str) or the encoded bytes, decoding is
-left to ``littune.data.images.load_image`` so it can run in DataLoader workers. Malformed rows
-never crash a source: they are skipped and recorded in ``source.bad`` (a ``BadInputLog``, reset
-at the start of each pass).
+left to ``littune.data.images.load_image`` so it can run in DataLoader workers. Tables are read
+by the one strict reader in ``tables.py``. Malformed rows never crash a source: they are skipped
+and recorded in ``source.bad`` (a ``BadInputLog``, reset at the start of each pass).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from littune.data.images import BadInputLog, regular_file_problem
+from littune.data.tables import csv_header, csv_rows, jsonl_rows
 
 __all__ = [
     "Record",
@@ -161,7 +161,8 @@ class CsvSource(_TableSource):
     """A CSV or TSV file with a header row naming the image and caption columns.
 
     ``sep`` defaults to a tab for ``.tsv``/``.tab`` files and a comma otherwise. Fields are
-    quoted the way Python's csv module and pandas write them (quotes only where needed).
+    quoted the way Python's csv module and pandas write them (quotes only where needed); the
+    rows are read strictly (``tables.py``): a malformed one is listed as bad, never folded in.
     """
 
     def __init__(
@@ -176,7 +177,7 @@ class CsvSource(_TableSource):
         if sep is None:
             sep = "\t" if self.path.suffix.lower() in (".tsv", ".tab") else ","
         self.sep = sep
-        header = self._header()
+        header = csv_header(self.path, sep)
         missing = [c for c in (image_col, caption_col) if c not in header]
         if missing:
             raise ValueError(
@@ -184,30 +185,8 @@ class CsvSource(_TableSource):
                 f"(separator {sep!r}; pass image_col=/caption_col= to choose others)"
             )
 
-    def _open(self):
-        # utf-8-sig drops a BOM; surrogateescape keeps undecodable bytes so each bad row can be
-        # reported and skipped instead of the whole file failing.
-        return self.path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
-
-    def _header(self) -> list[str]:
-        with self._open() as stream:
-            try:
-                return next(csv.reader(stream, delimiter=self.sep))
-            except StopIteration:
-                raise ValueError(f"{self.path}: empty file, expected a header row") from None
-
     def _rows(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
-        with self._open() as stream:
-            reader = csv.DictReader(stream, delimiter=self.sep)
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:  # e.g. NUL bytes; the reader can carry on after it
-                    yield reader.line_num, f"malformed row ({exc})"
-                    continue
-                yield reader.line_num, row
+        return csv_rows(self.path, self.sep)
 
 
 class JsonlSource(_TableSource):
@@ -223,19 +202,7 @@ class JsonlSource(_TableSource):
         super().__init__(path, image_col, caption_col, root)
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
-        with self.path.open(encoding="utf-8-sig", errors="surrogateescape") as stream:
-            for line, text in enumerate(stream, start=1):
-                if not text.strip():
-                    continue  # blank lines (e.g. a trailing one) are not rows
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, f"bad JSON ({exc.msg} at column {exc.colno})"
-                    continue
-                if not isinstance(row, dict):
-                    yield line, "not a JSON object"
-                    continue
-                yield line, row
+        return jsonl_rows(self.path)
 
 
 # Image extensions img2dataset may write, in order of preference.

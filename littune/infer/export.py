@@ -8,7 +8,8 @@
 
 Every export gets ``README.md`` (a Hugging Face model card) and ``metrics.json`` (``card.py``). A model
 the format cannot represent is refused before anything is written; everything is written into
-``OUT.tmp`` and renamed at the end, so a killed export leaves no half folder. An existing folder that
+a uniquely named ``.OUT.tmp-XXXX`` beside it (never a folder of the user's) and renamed at the end, so a
+killed export leaves no half folder. An existing folder that
 is not empty is replaced only with ``force``.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..runs import write_export
 from ..runs.export import merged_copy
+from ..runs.target import temp_folder
 from .card import write_card
 
 FORMATS = ("littune", "open_clip")
@@ -44,9 +46,8 @@ def _replace(tmp: Path, out: Path) -> None:
     if not out.exists():
         tmp.rename(out)
         return
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(out, old)
+    old = temp_folder(out, "old")
+    os.replace(out, old)  # onto the empty unique folder (rename over an empty directory)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
 
@@ -66,9 +67,7 @@ def export_model(lit, out: str | Path, format: str = "littune", hf: bool = True,
         from .open_clip_export import plan_open_clip
 
         plan = plan_open_clip(lit, out)  # raises NotRepresentable before anything is written
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = temp_folder(out)  # a unique name: never a folder of the user's
     try:
         if plan is not None:
             from .open_clip_export import write_open_clip

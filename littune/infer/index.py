@@ -24,6 +24,7 @@ import numpy as np
 
 from ..cache import EmbeddingCache, EmbedOptions, ensure_cache
 from ..cache.writer import save_atomic, save_npy
+from ..runs.target import check_output
 from ..towers.lock import fingerprint
 from .options import IndexOptions
 
@@ -51,8 +52,8 @@ def build_index(lit, folder: str | Path, out: str | Path, options: IndexOptions 
     """Embed every image under ``folder`` (a ``folder:`` source) into an index at ``out`` (resumable)."""
     opts = options or IndexOptions()
     root, out = Path(os.path.abspath(folder)), Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a folder")
+    # an index of its own (resumed) or an empty folder; never over a model, a run or the user's files
+    check_output(out, "--out", (INDEX_FILE, EMB_FILE, FAISS_FILE, FEATURES))
     if not root.is_dir():
         raise ValueError(f"{root}: not a directory")
     tower = lit.model.image

@@ -33,6 +33,7 @@ from ..evaluate.suite import EvalSuite
 from ..model import LiTModel
 from ..runs import (is_export, is_run_dir, latest_checkpoint, load_run, read_info, save_model, write_config,
                     write_summary)
+from ..runs.target import temp_folder
 from ..runs.files import CACHE_MANIFEST_FILE, CONFIG_FILE, INFO_FILE, MODEL_FILE, TEXT_CACHE_MANIFEST_FILE
 from ..towers.tuning import check_alpha, interpolate, merge_lora
 
@@ -89,16 +90,19 @@ def interpolate_run(run: str | Path, alpha: float, out: str | Path) -> dict[str,
     interpolate(model.text, alpha, _pretrained(cfg), where=f"model.text.name={cfg.model.text.name}")
     cfg = copy.deepcopy(cfg)
     cfg.train.interpolate_alpha, cfg.train.out_dir = alpha, str(out)
-    tmp = out.with_name(out.name + ".tmp")  # written whole, then renamed: no half folder on a kill
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
-    write_config(tmp, cfg)
-    for name in (CACHE_MANIFEST_FILE, TEXT_CACHE_MANIFEST_FILE):
-        if (run / name).is_file():
-            shutil.copy(run / name, tmp / name)
+    tmp = temp_folder(out)  # written whole, then renamed: no half folder on a kill; a unique name
     summary = {"interpolated_from": str(run.resolve()), "interpolate_alpha": alpha,
                "temperature": model.temperature, "fingerprints": model.fingerprints()}
-    write_summary(tmp, summary)
+    try:
+        save_model(model, tmp)
+        write_config(tmp, cfg)
+        for name in (CACHE_MANIFEST_FILE, TEXT_CACHE_MANIFEST_FILE):
+            if (run / name).is_file():
+                shutil.copy(run / name, tmp / name)
+        write_summary(tmp, summary)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         out.rmdir()
     tmp.rename(out)

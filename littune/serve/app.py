@@ -6,14 +6,18 @@
     GET  /api/search       ?q=a+dog&k=10 -> best images with scores and thumbnail URLs
     GET  /thumb/{i}        a JPEG thumbnail of the index's i-th image
 
-    GET  /docs, /openapi.json  only with ``Access(docs=True)`` (``--docs``)
+    GET  /docs, /openapi.json  only with ``Access(docs=True)`` (``--docs``); with a token, the
+                           schema declares it (HTTP bearer), so /docs' "Authorize" sends it
+
+HEAD works wherever GET does.
 
 Bad input is a 4xx with ``{"error": message, "field": name}``: not an image, truncated, too many
 bytes or pixels, empty or too many labels, an empty or too long query, a bad k. Thumbnails are
 addressed by index position only, so no request names a file: nothing outside the index is served.
 Inference goes through the ``LiT`` object's lock; endpoints run in FastAPI's thread pool.
-Middleware, outermost first: ``Guard`` (Host allow-list, token), ``Admission`` (bounded queue,
-503 JSON), ``BodyLimit`` (413). Uploads and thumbnails decode at reduced size under ``PixelBudget``.
+Middleware, outermost first: ``Guard`` (Host allow-list, token), ``HeadAsGet``, ``Admission`` (body
+read bounded in time and size: 408/413 JSON; then fair, bounded slots: 503 JSON). Uploads and
+thumbnails decode at reduced size under ``PixelBudget``.
 """
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.images import BOMB, BadImage, load_image
 from ..infer.model import parse_labels
-from .admission import Admission, Busy, PixelBudget
+from .admission import Admission, Busy, PixelBudget, TooCostly
 from .guard import Access, Guard
-from .limits import BodyLimit, ServeLimits
+from .http import HeadAsGet
+from .limits import ServeLimits
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("littune.serve")
@@ -59,6 +64,8 @@ def decode(data: bytes | str, limits: ServeLimits, budget: PixelBudget, name: st
     except Busy as e:
         raise ApiError(503, "image", f"server busy: {e}; retry after {limits.retry_after_s} s",
                        {"Retry-After": str(limits.retry_after_s)}) from None
+    except TooCostly as e:
+        raise ApiError(413, "image", f"image: {name}: {e}") from None
 
 
 def check_labels(raw: str | None, limits: ServeLimits) -> list[str]:
@@ -124,6 +131,22 @@ class Thumbnails:
         return data
 
 
+def _declare_bearer(app: FastAPI) -> None:
+    """The schema says every API call needs ``Authorization: Bearer TOKEN``: /docs then offers "Authorize"."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the server's --token"}}
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(lit, index=None, limits: ServeLimits | None = None, access: Access | None = None) -> FastAPI:
     """The app for a loaded ``LiT`` and an optional ``ImageIndex`` made by the same model.
 
@@ -133,13 +156,15 @@ def create_app(lit, index=None, limits: ServeLimits | None = None, access: Acces
     # /docs loads its assets from a CDN: off unless asked for (and the schema with it).
     app = FastAPI(title="littune", docs_url="/docs" if access.docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if access.docs else None)
-    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes + limits.form_overhead_bytes)
     app.add_middleware(Admission, limits=limits)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(Guard, access=access)  # added last: runs first
-    budget = app.state.pixel_budget = PixelBudget(limits.pixel_budget, limits.queue_timeout_s)
+    budget = app.state.pixel_budget = PixelBudget(limits.decode_budget_bytes, limits.queue_timeout_s)
     # Decode uploads no larger than the model needs, with a margin for its own antialiased resize.
     upload_side = max(limits.decode_side, 2 * lit.model.image.preprocess.resize_size)
     thumbs = Thumbnails(index.paths, limits, budget) if index is not None else None
+    if access.docs and access.token:
+        _declare_bearer(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError):

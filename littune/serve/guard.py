@@ -6,8 +6,8 @@ names this server is reached by (the address it binds to, ``localhost``, ``127.0
 and any given with ``--allow-host``) closes that door (400 for any other ``Host``).
 
 A token (``--token``, or ``LITTUNE_TOKEN``) is asked of every request for data (``/api/*``,
-``/thumb/*``) as ``Authorization: Bearer TOKEN`` (401 otherwise). The page and its static files
-hold no data and stay open: the page reads the token from its URL fragment
+``/thumb/*``) as ``Authorization: Bearer TOKEN`` (401 otherwise; the scheme name in any case).
+The page and its static files hold no data and stay open: the page reads the token from its URL fragment
 (``http://host:port/#token=TOKEN``, which browsers never send to the server) and sends it.
 """
 from __future__ import annotations
@@ -67,12 +67,18 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def bearer(header: bytes) -> bytes:
+    """The token of ``Authorization: Bearer TOKEN`` (the scheme in any case, RFC 7235), else b""."""
+    scheme, _, token = header.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
+
+
 class Guard:
     """ASGI middleware: 400 for a ``Host`` not allowed, 401 for a data request without the token."""
 
     def __init__(self, app, access: Access):
         self.app, self.access = app, access
-        self._token = f"Bearer {access.token}".encode() if access.token else None
+        self._token = access.token.encode() if access.token else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -83,8 +89,7 @@ class Guard:
             return await send_json(send, 400, f"Host {host!r} is not served here (allowed: "
                                    f"{', '.join(self.access.hosts)}; add names with --allow-host)", "host")
         if self._token and not self._open(scope["path"]):
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._token):
+            if not hmac.compare_digest(bearer(headers.get(b"authorization", b"")), self._token):
                 return await send_json(send, 401, "this server needs a token: send `Authorization: Bearer TOKEN` "
                                        "(the page: open http://HOST:PORT/#token=TOKEN)", "authorization",
                                        {"WWW-Authenticate": "Bearer"})

@@ -1,14 +1,18 @@
-"""What the web app accepts, and an ASGI middleware that refuses an oversized body before reading it.
+"""What the web app accepts, and how JSON errors are sent from its ASGI middlewares.
 
-Resident memory of a server is bounded by these numbers (docs/serving.md, "The server's limits"): at most
-``max_active`` requests run at once, each holding one upload (``max_upload_bytes``), and at most
-``pixel_budget`` pixels are being decoded at once over all of them; up to ``max_queue`` more
-requests wait without their bodies being read, and any beyond get 503 JSON with Retry-After.
+Resident memory of a server is bounded by these numbers (docs/limits.md): at most ``max_active``
+request bodies are held at once (``max_upload_bytes`` + ``form_overhead_bytes`` each), and at most
+``pixel_budget`` pixels' worth of bytes are being decoded at once over all of them; up to
+``max_queue`` more requests wait without their bodies being read, and any beyond get 503 JSON
+with Retry-After.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+
+DECODE_BYTES_PER_PIXEL = 9
 
 
 @dataclass
@@ -28,59 +32,35 @@ class ServeLimits:
     retry_after_s: int = 2  # the Retry-After header of a 503
     pixel_budget: int = 48_000_000  # pixels decoded at once over all requests (>= max_pixels)
     decode_side: int = 512  # uploads are decoded with the shorter side no smaller than this (JPEG draft)
+    body_timeout_s: float = 30.0  # a request body must arrive whole within this (else 408)
+    max_per_client: int = 0  # slots one client address may hold per stage; 0: half of max_active (at least 1)
 
     def __post_init__(self):
         for key in ("max_upload_bytes", "max_pixels", "max_labels", "max_k", "max_active", "pixel_budget",
                     "decode_side", "thumb_px"):
             if getattr(self, key) < 1:
                 raise ValueError(f"serve limits: {key} must be >= 1, got {getattr(self, key)}")
-        if self.max_queue < 0 or not self.queue_timeout_s > 0:
-            raise ValueError("serve limits: max_queue must be >= 0 and queue_timeout_s > 0")
+        if self.max_queue < 0 or not self.queue_timeout_s > 0 or not self.body_timeout_s > 0:
+            raise ValueError("serve limits: max_queue must be >= 0, queue_timeout_s and body_timeout_s > 0")
+        if self.max_per_client < 0:
+            raise ValueError(f"serve limits: max_per_client must be >= 0 (0: half of max_active), "
+                             f"got {self.max_per_client}")
+        if self.max_per_client == 0:
+            self.max_per_client = max(1, self.max_active // 2)
         if self.pixel_budget < self.max_pixels:
             raise ValueError(f"serve limits: pixel_budget ({self.pixel_budget}) is below max_pixels "
                              f"({self.max_pixels}): the largest accepted image could never be decoded")
 
+    @property
+    def decode_budget_bytes(self) -> int:
+        """The decoding budget in bytes: ``pixel_budget`` pixels at 9 bytes each (an 8-bit palette image
+        with transparency on its way to RGB; RGB takes 4). Each image is charged ``images.decode_bytes``."""
+        return self.pixel_budget * DECODE_BYTES_PER_PIXEL
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """413 for a request whose Content-Length (or streamed body) exceeds ``limit`` bytes."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await _reject(send, self.limit)
-        seen, started = 0, False
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:  # chunked upload without a length
-                raise BodyTooLarge()
-            return message
-
-        async def watched(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge:
-            if not started:
-                await _reject(send, self.limit)
-
-
-async def _reject(send, limit: int) -> None:
-    await send_json(send, 413, f"request body larger than the limit of {limit} bytes", "image")
+    @property
+    def max_body_bytes(self) -> int:
+        """A whole request body: one upload and the form around it."""
+        return self.max_upload_bytes + self.form_overhead_bytes
 
 
 async def send_json(send, status: int, error: str, field: str | None, headers: dict | None = None) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import socket
 from pathlib import Path
 
-from .app import create_app
 from .guard import Access
 from .limits import ServeLimits
 
@@ -46,9 +46,26 @@ def return_freed_memory(threshold: int = 1 << 20) -> bool:
 def build_app(model: str | Path, index: str | Path | None = None, limits: ServeLimits | None = None,
               device: str = "auto", access: Access | None = None):
     from ..infer import load
+    from .app import create_app  # here: FastAPI and torch load after the port is bound
 
     lit = load(model, device=device)
     return create_app(lit, lit.open_index(index) if index else None, limits, access), lit
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads: a busy port fails at once, before any URL is printed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror} (another server there? "
+                               f"choose another with --port)") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(model: str | Path, index: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
@@ -57,8 +74,11 @@ def serve(model: str | Path, index: str | Path | None = None, host: str = "127.0
     """Serve until interrupted. ``access`` defaults to ``Access.for_bind(host)`` (refused off loopback)."""
     import uvicorn
 
+    from .http import JsonErrorH11
+
     limits = limits or ServeLimits()
     access = access or Access.for_bind(host)
+    sock = bind(host, port)
     n = bound_threads(threads)
     return_freed_memory()
     app, lit = build_app(model, index, limits, device, access)
@@ -66,4 +86,6 @@ def serve(model: str | Path, index: str | Path | None = None, host: str = "127.0
     print(f"littune serve: {url}{'#token=TOKEN' if access.token else ''}  (model {lit.source}, {n} threads"
           + (f", index {index}" if index else ", no index: search is off") + ")", flush=True)
     # No limit_concurrency: uvicorn's own 503 is plain text; Admission answers overload in JSON.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1, server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, server_header=False,
+                            http=JsonErrorH11)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Iterable
 
 from ..config import ConfigError, ExperimentConfig
 from ..evaluate.retrieval import RECALL_KEYS
 from ..runs import read_summary
+from ..runs.files import INFO_FILE, MODEL_FILE
+from ..runs.target import RUN_NAMES, check_output
 from .config import StudyConfig
 from .report import write_study_report
 
 RESULT = "result.json"
 SETTING = "study_setting.json"
+STUDY_FILES = ("study.md", "study.json", "study_metrics.png", "study_accuracy_time.png", "study_frontier.png")
 
 
 def _setting_marker(study: StudyConfig, name: str) -> dict:
@@ -39,7 +43,9 @@ def _check_same_setting(study: StudyConfig, name: str) -> None:
             raise ConfigError(f"{folder}: setting '{name}' was started with overrides {have['overrides']} "
                               f"(base {have['base']}), the study now says {want['overrides']} (base {want['base']}); "
                               "move that folder away or choose another out_dir")
-    else:
+    else:  # a new setting: never into a model, a run or the user's files
+        check_output(folder, "study setting folder", RUN_NAMES - {MODEL_FILE, INFO_FILE},
+                     fix="move that folder away or choose another out_dir")
         folder.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(want, indent=2) + "\n")
 
@@ -116,6 +122,10 @@ def run_setting(study: StudyConfig, name: str, progress: bool = True) -> dict:
 def run_study(study: StudyConfig, only: Iterable[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Train and evaluate the settings (``only``: a subset, e.g. one per process); then the report."""
     names = list(only) if only else list(study.settings)
+    root = Path(study.out_dir)
+    earlier = [p.parent.name for p in root.glob(f"*/{SETTING}")]  # settings of this study's earlier runs, dropped since
+    check_output(root, "out_dir", (*study.settings, *earlier, *STUDY_FILES),
+                 fix="choose another out_dir (a study writes its settings' folders and report there)")
     for n in names:
         if n not in study.settings:
             raise ConfigError(f"study '{study.name}' has no setting '{n}' (settings: {', '.join(study.settings)})")

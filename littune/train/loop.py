@@ -26,7 +26,8 @@ from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
 from ..runs.checkpoints import read_state, rng_state
-from ..config import ConfigError, ExperimentConfig, validate
+from ..runs.target import check_run_folder
+from ..config import ConfigError, ExperimentConfig, to_yaml, validate
 from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
 from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
@@ -87,9 +88,8 @@ class Trainer:
         self.run_dir = Path(t.out_dir)
         self.restarted = not resume and _elastic_resume(self.run_dir)  # torchrun started us again after a failure
         resume = resume or self.restarted
-        if not resume and latest_checkpoint(self.run_dir) is not None:
-            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
-                                  "or choose another train.out_dir")
+        if not resume:  # never over a model, an export, another run's config or the user's files
+            check_run_folder(self.run_dir, to_yaml(cfg))
         resumed = check_resume(self.run_dir, cfg) if resume else None  # refuses settings that change training
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(t.seed)

@@ -32,8 +32,8 @@ def memory_bound(limits: ServeLimits) -> int:
     one upload held by every running request, 64 KiB of unread body per waiting one (uvicorn's
     high-water mark), and 64 MiB for everything else (threads, buffers).
     """
-    return limits.pixel_budget * 9 + limits.max_active * (limits.max_upload_bytes + limits.form_overhead_bytes) \
-        + limits.max_queue * 64 * 1024 + 64 * MIB
+    return limits.decode_budget_bytes + limits.max_active * limits.max_body_bytes + limits.max_queue * 64 * 1024 \
+        + 64 * MIB
 
 
 def big_png() -> bytes:

@@ -106,8 +106,9 @@ def test_index_then_search_json(tiny_lit_run, photos, tmp_path, capsys):
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 and table[0].startswith("  1. ") and table[0].endswith(hits[0]["path"])
 
-    assert main(["search", "--index", str(out), "red", "-k", "0"]) == 2
-    assert "-k must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused by the parser, from the option's declared range
+        main(["search", "--index", str(out), "red", "-k", "0"])
+    assert stop.value.code == 2 and "argument -k: 0 is not allowed: give an integer >= 1" in capsys.readouterr().err
     assert main(["search", "--index", str(out), "  "]) == 2
     assert "query: empty" in capsys.readouterr().err
     assert main(["search", "--index", str(tmp_path), "red"]) == 2

@@ -13,7 +13,9 @@ from littune.serve.limits import ServeLimits
 
 
 def _limits(**kw) -> ServeLimits:
-    return ServeLimits(**{"max_active": 2, "max_queue": 3, "queue_timeout_s": 30.0, "retry_after_s": 7, **kw})
+    # one client here (no peer address): let it use every slot, the per-client share is tested apart
+    return ServeLimits(**{"max_active": 2, "max_queue": 3, "queue_timeout_s": 30.0, "retry_after_s": 7,
+                          "max_per_client": 2, **kw})
 
 
 async def _run(limits: ServeLimits, n: int, hold_s: float | None = None) -> tuple[list[dict], int]:
@@ -98,7 +100,7 @@ def test_pixel_budget_bounds_pixels_decoded_at_once():
 def test_pixel_budget_times_out_with_busy():
     budget = PixelBudget(100, timeout_s=0.1)
     with budget.hold(80):
-        with pytest.raises(Busy, match="waited 0.1 s for 30 pixels"):
+        with pytest.raises(Busy, match="waited 0.1 s for 30 bytes"):
             with budget.hold(30):
                 pass
     with budget.hold(100):  # everything was given back, the failed wait took nothing
@@ -110,3 +112,14 @@ def test_limits_refuse_a_budget_below_max_pixels():
         ServeLimits(max_pixels=50_000_000, pixel_budget=40_000_000)
     with pytest.raises(ValueError, match="max_active"):
         ServeLimits(max_active=0)
+
+
+def test_an_image_above_the_whole_budget_is_refused_at_once():
+    from littune.serve.admission import TooCostly
+
+    budget = PixelBudget(100 * 2**20, timeout_s=10)
+    t0 = time.monotonic()
+    with pytest.raises(TooCostly, match="takes 101 MiB, more than the server's decoding budget of 100 MiB"):
+        with budget.hold(101 * 2**20):
+            pass
+    assert time.monotonic() - t0 < 1 and budget.free == budget.total

@@ -165,7 +165,7 @@ def test_no_decoding_budget_left_is_503_with_retry_after_not_a_bad_image(serve_l
     app = create_app(serve_lit, None, limits)
     image = tiny_lit_run["images"][0].read_bytes()
     with TestClient(app, base_url="http://localhost") as c:
-        with app.state.pixel_budget.hold(1_000_000):  # other requests are decoding: nothing left
+        with app.state.pixel_budget.hold(app.state.pixel_budget.total):  # other requests are decoding: nothing left
             r = _classify(c, image)
         assert r.status_code == 503 and r.headers["retry-after"] == "3", r.text
         assert r.json()["field"] == "image" and "busy" in r.json()["error"]

@@ -26,8 +26,8 @@ def _encoded(image: Image.Image, fmt: str) -> bytes:
 def _decode(data: bytes, reduce_to: int | None) -> tuple[Image.Image, list[int]]:
     reserved = []
 
-    def reserve(pixels: int):
-        reserved.append(pixels)
+    def reserve(nbytes: int):  # images.decode_bytes: bytes, by mode
+        reserved.append(nbytes)
         from contextlib import nullcontext
         return nullcontext()
     return load_image(data, reduce_to=reduce_to, reserve=reserve), reserved
@@ -37,9 +37,9 @@ def test_jpeg_is_decoded_in_draft_mode_at_the_smallest_scale_that_keeps_reduce_t
     data = _encoded(_photo(2048, 1536), "JPEG")
     small, reserved = _decode(data, 256)
     # 1536 / 256 = 6: libjpeg's scales are 1/2, 1/4, 1/8, so 1/4: 512 x 384 decoded, never 3 MP.
-    assert reserved == [512 * 384] and small.size == (512, 384) and small.mode == "RGB"
+    assert reserved == [512 * 384 * 4] and small.size == (512, 384) and small.mode == "RGB"
     full, reserved_full = _decode(data, None)
-    assert reserved_full == [2048 * 1536] and full.size == (2048, 1536)
+    assert reserved_full == [2048 * 1536 * 4] and full.size == (2048, 1536)
     same = np.asarray(full.resize(small.size, Image.BOX), dtype=np.float32)
     assert np.abs(np.asarray(small, dtype=np.float32) - same).mean() < 2.0  # the same picture
 
@@ -47,7 +47,7 @@ def test_jpeg_is_decoded_in_draft_mode_at_the_smallest_scale_that_keeps_reduce_t
 def test_png_is_reduced_right_after_decoding():
     data = _encoded(_photo(1300, 550), "PNG")
     small, reserved = _decode(data, 128)
-    assert reserved == [1300 * 550]  # no draft mode for PNG: all pixels decoded (inside the reservation)
+    assert reserved == [1300 * 550 * 8]  # no draft mode for PNG: all pixels decoded, then a reduced copy
     assert small.size == (325, 138) and min(small.size) >= 128  # 550 // 128 = 4; reduce rounds up
     same = np.asarray(Image.open(io.BytesIO(data)).reduce(4), dtype=np.float32)
     assert np.abs(np.asarray(small, dtype=np.float32) - same).max() <= 1
@@ -55,7 +55,7 @@ def test_png_is_reduced_right_after_decoding():
 
 def test_small_and_palette_images_are_left_as_they_are():
     small, reserved = _decode(_encoded(_photo(600, 400), "JPEG"), 256)
-    assert small.size == (600, 400) and reserved == [240_000]  # JPEG: shorter side below 2 x 256
+    assert small.size == (600, 400) and reserved == [240_000 * 4]  # JPEG: shorter side below 2 x 256
     palette = _photo(1000, 600).convert("P", palette=Image.ADAPTIVE, colors=16)
     img, _ = _decode(_encoded(palette, "PNG"), 150)
     # A palette is converted to RGB first, then reduced (averaging palette indices would be wrong).
@@ -89,10 +89,26 @@ def test_what_reserve_raises_reaches_the_caller_unchanged():
     class Full(Exception):
         pass
 
-    def reserve(pixels: int):
-        raise Full(pixels)
+    def reserve(nbytes: int):
+        raise Full(nbytes)
 
     data = _encoded(_photo(64, 48), "PNG")
     with pytest.raises(Full) as e:  # not turned into BadImage("unreadable"): the image is fine, the server busy
         load_image(data, reduce_to=32, reserve=reserve)
-    assert e.value.args == (64 * 48,)
+    assert e.value.args == (64 * 48 * 4,)
+
+
+@pytest.mark.parametrize("mode, size, reduce_to, per_pixel", [
+    ("RGB", (600, 400), 256, 4),  # decoded only
+    ("RGB", (2000, 1200), 256, 8),  # and a reduced copy
+    ("I;16", (150, 4000), 256, 2 + 5),  # elongated: no reduction; 8-bit grey in blocks, then RGB
+    ("F", (300, 300), 256, 4 + 5),
+    ("RGBA", (300, 300), 256, 4 + 16),  # alpha composited on white at full size
+    ("LA", (1200, 1200), 256, 2 + 8),  # reduced first
+    ("P", (300, 300), None, 1 + 4),
+])
+def test_decode_bytes_charges_each_mode_what_its_path_takes(mode, size, reduce_to, per_pixel):
+    from littune.data.images import decode_bytes
+
+    image = Image.open(io.BytesIO(_encoded(Image.new(mode, size), "TIFF" if mode == "F" else "PNG")))
+    assert decode_bytes(image, reduce_to) == size[0] * size[1] * per_pixel

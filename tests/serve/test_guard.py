@@ -47,12 +47,13 @@ def test_token_is_required_for_data_but_not_for_the_page(serve_lit, serve_index,
         for method, path, kw in (("GET", "/api/info", {}), ("GET", "/api/search?q=red", {}), ("GET", "/thumb/0", {}),
                                  ("POST", "/api/classify", {"files": {"image": ("a.jpg", image.read_bytes())},
                                                             "data": {"labels": "red,blue"}})):
-            for header in (None, "Bearer wrong-token-123", f"bearer {TOKEN}", TOKEN, f"Bearer {TOKEN} "):
+            for header in (None, "Bearer wrong-token-123", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN}x", "Bearer"):
                 r = c.request(method, path, headers={"authorization": header} if header else {}, **kw)
                 assert r.status_code == 401 and r.json()["field"] == "authorization", (path, header, r.text)
                 assert r.headers["www-authenticate"] == "Bearer"
-            r = c.request(method, path, headers={"authorization": f"Bearer {TOKEN}"}, **kw)
-            assert r.status_code == 200, (path, r.text)
+            for scheme in ("Bearer", "bearer", "BEARER"):  # the scheme is case-insensitive (RFC 7235)
+                r = c.request(method, path, headers={"authorization": f"{scheme} {TOKEN}"}, **kw)
+                assert r.status_code == 200, (path, scheme, r.text)
         for path in ("/", "/static/app.js", "/static/style.css"):  # no data in them; the page asks for the token
             assert c.get(path).status_code == 200, path
         assert c.get("/docs").status_code == 401  # not served, and not even said so without the token
