@@ -144,8 +144,13 @@ def image_processor(pre):
     """A transformers image processor that reproduces ``pre`` (a littune ``Preprocess``)."""
     from transformers import CLIPImageProcessor
 
+    if pre.resize_mode == "border":
+        raise UnsupportedDualEncoder("the image tower pads images to a square (resize_mode 'border'), which "
+                                     "transformers' CLIPImageProcessor cannot do")
+    side = pre.resize_size
+    size = {"height": side, "width": side} if pre.resize_mode == "squash" else {"shortest_edge": side}
     return CLIPImageProcessor(
-        do_resize=True, size={"shortest_edge": pre.resize_size}, resample=_PIL_RESAMPLE[pre.interpolation],
+        do_resize=True, size=size, resample=_PIL_RESAMPLE[pre.interpolation],
         do_center_crop=True, crop_size={"height": pre.input_size, "width": pre.input_size},
         do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(pre.mean),
         image_std=list(pre.std), do_convert_rgb=True)
