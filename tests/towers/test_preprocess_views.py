@@ -97,3 +97,59 @@ def test_squashing_processors_keep_the_whole_width():
 def test_unknown_resize_mode_is_refused_naming_the_key():
     with pytest.raises(ValueError, match="model.image.resize_mode='stretch'.*shortest.*squash.*border"):
         Preprocess(resize_mode="stretch")
+
+
+def test_an_old_cache_without_the_view_is_refused_with_a_re_embed_message():
+    from littune.cache.manifest import CacheMismatch, Manifest
+
+    pre = Preprocess().to_dict()
+    old = {k: v for k, v in pre.items() if k not in ("resize_mode", "backend")}  # what littune wrote before
+    m = Manifest(tower="t", fingerprint="f", preprocess=old, embed_dim=8, dtype="float16", source="s", shard_size=4)
+    with pytest.raises(CacheMismatch, match="cache /x/cache does not record how its images were resized.*re-embed"):
+        m.check("t", "f", pre, 8, where="/x/cache")
+    squash = {**pre, "resize_mode": "squash"}  # a cache embedded with another view: the field is named
+    with pytest.raises(CacheMismatch, match="preprocess: cache has .*'resize_mode': 'shortest'"):
+        Manifest(tower="t", fingerprint="f", preprocess=pre, embed_dim=8, dtype="float16", source="s",
+                 shard_size=4).check("t", "f", squash, 8, where="/x/cache")
+
+
+def test_a_view_override_on_a_tower_with_its_own_preprocessing_is_refused():
+    from littune.towers.config import ImageTowerConfig
+
+    class _OwnPre:  # e.g. open_clip's transforms (infer/open_clip_model.py)
+        pass
+
+    class _Tower:
+        name, preprocess = "open_clip:ViT-B-32", _OwnPre()
+
+    with pytest.raises(ValueError, match=r"model.image.resize_mode='squash': the tower open_clip:ViT-B-32 keeps "
+                                         r"its own preprocessing \(_OwnPre\)"):
+        ImageTowerConfig(resize_mode="squash")._with_view(_Tower(), {"resize_mode": "squash"})
+
+
+def test_unknown_resize_mode_in_a_config_is_refused_before_any_tower_loads(tmp_path):
+    from littune.config import load_config, validate
+    from littune.config.loader import ConfigError
+
+    cfg = load_config(None, ["model.image.resize_mode=crop", f"data.train={tmp_path}"])
+    with pytest.raises(ConfigError, match="model.image.resize_mode='crop' is not one of: shortest"):
+        validate(cfg)
+
+
+def test_beit_with_mean_pooling_reads_pooler_output(tmp_path):
+    import transformers as tr
+
+    from littune.towers import create_image_tower
+
+    torch.manual_seed(0)
+    model = tr.BeitModel(tr.BeitConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, image_size=32, patch_size=8, use_mean_pooling=True))
+    model.save_pretrained(tmp_path)
+    tr.BeitImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    tower = create_image_tower(f"hf:{tmp_path}")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = tower.model(pixel_values=x)
+        torch.testing.assert_close(tower(x), out.pooler_output)  # layer-normed mean of the patch tokens
+        assert not torch.allclose(tower(x), out.last_hidden_state[:, 0])
+    assert tower.preprocess.resize_mode == "squash"
