@@ -20,13 +20,12 @@ Mean pooling reads every token, which the pooler never sees: such models are not
 reason is recorded in export.json).
 
 The image processor is written from littune's own preprocessing (``towers/preprocess.py``), not copied
-from the vision model's source: a CLIPImageProcessor that resizes the shorter side to
-``input_size / crop_pct`` with the same filter, centre-crops ``input_size`` and normalises with the
-tower's mean and std (a ViT or SigLIP processor would squash the image to a square instead). With
-``backend="pil"`` transformers resizes with PIL as littune does; its default torchvision backend
-resizes with torchvision's antialiasing kernels (a few levels of 255 apart where it resizes). Both
-floor the centre-crop offset where torchvision rounds it: when the resized side exceeds the crop by
-4k+3 pixels, the crop sits one pixel over.
+from the vision model's source: a CLIPImageProcessor that resizes to ``floor(input_size / crop_pct)``
+(the shorter side, or both sides for ``resize_mode: squash``) with the same filter, centre-crops
+``input_size`` and normalises with the tower's mean and std. ``hf:`` towers preprocess as transformers'
+default torchvision backend does (the same pixels); ``backend="pil"`` resizes with PIL (a 255th apart).
+For timm towers it is the other way round, and transformers floors the centre-crop offset where
+torchvision rounds it: when the resized side exceeds the crop by 4k+3 pixels, the crop sits one pixel over.
 """
 from __future__ import annotations
 
