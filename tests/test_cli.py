@@ -44,7 +44,7 @@ def test_towers_table(capsys):
     for name in ("timm:*", "hf:*", "efficientnet_lite0", "scratch", "minilm"):
         assert f"  {name} " in out
     assert "1280" in out and "384" in out
-    assert "preprocess: 224px, crop 0.875, bicubic, mean (0.5, 0.5, 0.5)" in out
+    assert "preprocess: 224px, shortest, crop 0.875, bicubic, mean (0.5, 0.5, 0.5)" in out
 
 
 def test_unknown_command_and_option_exit_2(capsys):

@@ -91,6 +91,11 @@ class Manifest:
     def check(self, tower: str, fingerprint: str, preprocess: dict[str, Any], embed_dim: int,
               where: str = "") -> None:
         """Raise CacheMismatch naming every field that differs from the given tower's."""
+        if "input_size" in self.preprocess and "resize_mode" not in self.preprocess:
+            raise CacheMismatch(f"embedding cache {where} does not record how its images were resized (no "
+                                "preprocess.resize_mode: made by an older littune, which also rounded the resize "
+                                "size where timm floors it), so its view of the images is unknown; re-embed with "
+                                "`littune embed` into a new folder")
         want = {"tower": tower, "fingerprint": fingerprint, "preprocess": preprocess, "embed_dim": embed_dim}
         have = self.identity()
         diffs = [f"{k}: cache has {have[k]!r}, model has {want[k]!r}" for k in want if have[k] != want[k]]

@@ -42,13 +42,22 @@ class DataConfig:
     engine: str = "auto"  # what runs locked towers into caches: torch | openvino | onnx | auto (towers/engine.py)
 
 
+# optim.decay_convention: what optim.weight_decay means (littune/train/optim.py).
+DECAY_CONVENTIONS = {
+    "adamw": "torch AdamW: each step w -= lr(t) * weight_decay * w, on every matrix (ndim >= 2)",
+    "big_vision": "big_vision's optax.make: each step w -= weight_decay * schedule(t) * w, independent of "
+                  "the peak lr and lr multipliers, on kernels only (Linear/Conv weights)",
+}
+
+
 @dataclass
 class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4  # not applied to norms, biases, the temperature and the bias
+    decay_convention: str = "adamw"  # adamw | big_vision: what weight_decay means (DECAY_CONVENTIONS)
     beta1: float = 0.9
     beta2: float = 0.98
-    eps: float = 1e-6
+    eps: float = 1e-6  # Adam's epsilon (optax's and big_vision's: 1e-8)
     warmup_steps: int = 50
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0  # max global gradient norm (0: off)
@@ -107,10 +116,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def validate(cfg: ExperimentConfig) -> None:
     """Checks that types alone cannot express; each names its key."""
     from ..losses import LOSSES
+    from ..towers.preprocess import RESIZE_MODES
     from ..towers.lock import check_lock_mode
     from ..towers.tuning import check_alpha, check_tune
 
     check_lock_mode(cfg.model.image.lock, "model.image.lock")
+    check_choice(cfg.model.image.resize_mode, "model.image.resize_mode", RESIZE_MODES, none_ok=True)
+    check_choice(cfg.optim.decay_convention, "optim.decay_convention", DECAY_CONVENTIONS)
     check_lock_mode(cfg.model.text.lock, "model.text.lock")
     t, alpha = cfg.model.text, cfg.train.interpolate_alpha
     try:
@@ -151,3 +163,11 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.model.text.dropout and cfg.model.text.name != "scratch":
         raise ConfigError(f"model.text.dropout applies to the scratch text tower only (model.text.name="
                           f"'{cfg.model.text.name}' keeps its own dropout); set it to 0")
+
+
+def check_choice(value: Any, key: str, choices: dict[str, str], none_ok: bool = False) -> None:
+    """Refuse a name that is not one of ``choices`` (name -> what it means), naming the key."""
+    if (value is None and none_ok) or value in choices:
+        return
+    raise ConfigError(f"{key}='{value}' is not one of: " + "; ".join(f"{k} ({v})" for k, v in choices.items()))
+

@@ -20,13 +20,12 @@ Mean pooling reads every token, which the pooler never sees: such models are not
 reason is recorded in export.json).
 
 The image processor is written from littune's own preprocessing (``towers/preprocess.py``), not copied
-from the vision model's source: a CLIPImageProcessor that resizes the shorter side to
-``input_size / crop_pct`` with the same filter, centre-crops ``input_size`` and normalises with the
-tower's mean and std (a ViT or SigLIP processor would squash the image to a square instead). With
-``backend="pil"`` transformers resizes with PIL as littune does; its default torchvision backend
-resizes with torchvision's antialiasing kernels (a few levels of 255 apart where it resizes). Both
-floor the centre-crop offset where torchvision rounds it: when the resized side exceeds the crop by
-4k+3 pixels, the crop sits one pixel over.
+from the vision model's source: a CLIPImageProcessor that resizes to ``floor(input_size / crop_pct)``
+(the shorter side, or both sides for ``resize_mode: squash``) with the same filter, centre-crops
+``input_size`` and normalises with the tower's mean and std. ``hf:`` towers preprocess as transformers'
+default torchvision backend does (the same pixels); ``backend="pil"`` resizes with PIL (a 255th apart).
+For timm towers it is the other way round, and transformers floors the centre-crop offset where
+torchvision rounds it: when the resized side exceeds the crop by 4k+3 pixels, the crop sits one pixel over.
 """
 from __future__ import annotations
 
@@ -144,8 +143,13 @@ def image_processor(pre):
     """A transformers image processor that reproduces ``pre`` (a littune ``Preprocess``)."""
     from transformers import CLIPImageProcessor
 
+    if pre.resize_mode == "border":
+        raise UnsupportedDualEncoder("the image tower pads images to a square (resize_mode 'border'), which "
+                                     "transformers' CLIPImageProcessor cannot do")
+    side = pre.resize_size
+    size = {"height": side, "width": side} if pre.resize_mode == "squash" else {"shortest_edge": side}
     return CLIPImageProcessor(
-        do_resize=True, size={"shortest_edge": pre.resize_size}, resample=_PIL_RESAMPLE[pre.interpolation],
+        do_resize=True, size=size, resample=_PIL_RESAMPLE[pre.interpolation],
         do_center_crop=True, crop_size={"height": pre.input_size, "width": pre.input_size},
         do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(pre.mean),
         image_std=list(pre.std), do_convert_rgb=True)

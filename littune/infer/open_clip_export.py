@@ -191,6 +191,9 @@ def _image_side(lit) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Te
             "image preprocessing", f"resizes to {pre.resize_size} px and crops {pre.input_size} (crop_pct "
             f"{pre.crop_pct}); open_clip's transform resizes the shorter side to the crop size itself",
             "train with model.image.crop_pct=1.0")
+    if pre.resize_mode not in ("shortest", "squash"):
+        raise NotRepresentable("image preprocessing", f"uses resize_mode {pre.resize_mode!r}; open_clip's transform "
+                               "pads with its fill colour, not the mean", "train with model.image.resize_mode=squash")
     if pre.interpolation not in _INTERPOLATIONS:
         raise NotRepresentable("image preprocessing", f"interpolates {pre.interpolation!r}; open_clip's transform "
                                f"knows {' and '.join(_INTERPOLATIONS)}",
@@ -216,7 +219,7 @@ def _image_side(lit) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Te
     vision_cfg = {"timm_model_name": timm_name, "timm_model_pretrained": False, "timm_pool": pool,
                   "timm_proj_bias": False, "timm_drop": 0.0, "image_size": pre.input_size, **head_cfg}
     preprocess_cfg = {"size": pre.input_size, "mode": "RGB", "mean": list(pre.mean), "std": list(pre.std),
-                      "interpolation": pre.interpolation, "resize_mode": "shortest", "fill_color": 0}
+                      "interpolation": pre.interpolation, "resize_mode": pre.resize_mode, "fill_color": 0}
     state = {f"visual.trunk.{k}": own[k] for k in want}
     return vision_cfg, preprocess_cfg, {**state, **head_state}
 

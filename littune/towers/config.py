@@ -10,6 +10,7 @@ from typing import Any, List, Optional
 import torch
 
 from .image import ImageTower, create_image_tower
+from .preprocess import Preprocess
 from .text import TextTower, create_text_tower
 from .tuning import LoraOptions, apply_tuning, record_base
 
@@ -34,6 +35,10 @@ class ImageTowerConfig:
     head_dropout: float = 0.0  # mlp: dropout after each hidden layer
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
     crop_pct: Optional[float] = None  # replace the tower's centre-crop fraction (1.0: the whole image, open_clip's)
+    # Replace the tower's own view (towers/preprocess.py): shortest | squash | border; squash + bilinear +
+    # crop_pct 1.0 is big_vision's resize(224) (LiT's view). None: the tower's authors' own.
+    resize_mode: Optional[str] = None
+    interpolation: Optional[str] = None  # nearest | bilinear | bicubic | lanczos (None: the tower's own)
 
     def build(self) -> ImageTower:
         def make() -> ImageTower:
@@ -49,9 +54,24 @@ class ImageTowerConfig:
                 tower = make()
         else:
             tower = make()
-        if self.crop_pct is not None:  # part of the preprocessing, so caches made otherwise are refused
-            tower.preprocess = replace(tower.preprocess, crop_pct=float(self.crop_pct))
+        # Part of the preprocessing, so caches made otherwise are refused.
+        changes = {k: v for k, v in (("crop_pct", self.crop_pct), ("resize_mode", self.resize_mode),
+                                     ("interpolation", self.interpolation)) if v is not None}
+        if changes:
+            tower.preprocess = self._with_view(tower, changes)
         return tower
+
+    def _with_view(self, tower: ImageTower, changes: dict[str, Any]) -> Preprocess:
+        if not isinstance(tower.preprocess, Preprocess):  # e.g. open_clip's own transforms
+            keys = ", ".join(f"model.image.{k}={v!r}" for k, v in changes.items())
+            raise ValueError(f"{keys}: the tower {tower.name} keeps its own preprocessing "
+                             f"({type(tower.preprocess).__name__}), which cannot take it; leave these unset")
+        if "crop_pct" in changes:
+            changes["crop_pct"] = float(changes["crop_pct"])
+        try:
+            return replace(tower.preprocess, **changes)
+        except ValueError as e:
+            raise ValueError(f"{e} (tower {tower.name})") from None
 
 
 @dataclass
@@ -63,6 +83,9 @@ class TextTowerConfig:
     pretrained: bool = True
     pooling: str = "mean"  # first | last | mean | max | attention (scratch only)
     context_length: int = 32
+    # default: the tokenizer's own special tokens | bert_tokenize: big_vision's [CLS] + up to
+    # context_length - 1 word pieces, no [SEP] (pre-trained BERT-family towers; towers/text_hf.py)
+    tokenize: str = "default"
     head: str = "linear"  # linear | mlp | none: maps the text features into the shared space
     head_hidden: int = 0  # mlp width (0: halfway between the tower's width and embed_dim, open_clip's)
     head_depth: int = 2  # mlp: linear layers (2 = one hidden layer)
@@ -88,6 +111,11 @@ class TextTowerConfig:
 
     def build(self, tokenizer: Any = None) -> TextTower:
         kw: dict[str, Any] = dict(pooling=self.pooling, context_length=self.context_length)
+        if self.tokenize != "default":
+            if self.name == "scratch":
+                raise ValueError(f"model.text.tokenize='{self.tokenize}' applies to pre-trained towers (minilm, "
+                                 "hf:); the scratch tower has its own tokenizer (model.text.tokenizer)")
+            kw["tokenize"] = self.tokenize
         if self.name == "scratch":
             kw.update(tokenizer=tokenizer or self.tokenizer, width=self.width, depth=self.depth,
                       heads=self.heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout)

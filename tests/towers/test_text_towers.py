@@ -229,3 +229,30 @@ def test_every_trainable_parameter_of_minilm_gets_a_gradient():
     missing = [n for n, p in tower.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing
     assert not tower.model.pooler.dense.weight.requires_grad
+
+
+def test_bert_tokenize_is_cls_and_word_pieces_without_sep(hf_text_dirs):
+    # big_vision's bert_tokenize(max_len=8): [CLS] + up to 7 word pieces, no [SEP], padded with 0
+    name = f"hf:{hf_text_dirs['bert']}"
+    bv = create_text_tower(name, context_length=8, tokenize="bert_tokenize").tokenizer
+    own = create_text_tower(name, context_length=8).tokenizer
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(hf_text_dirs["bert"]))
+    long, short = "a dog runs on the grass with a red ball in its mouth", "a dog"
+    enc = bv([long, short])
+    pieces = tok(long, add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 7
+    assert enc["input_ids"][0].tolist() == [tok.cls_token_id, *pieces[:7]]
+    short_ids = [tok.cls_token_id, *tok(short, add_special_tokens=False)["input_ids"]]
+    assert enc["input_ids"][1].tolist() == short_ids + [0] * (8 - len(short_ids))
+    assert enc["attention_mask"][1].tolist() == [1] * len(short_ids) + [0] * (8 - len(short_ids))
+    assert tok.sep_token_id not in enc["input_ids"].tolist()[0]
+    # the tokenizer's own layout ends with [SEP] and keeps one piece fewer; the two never share a cache
+    assert own([long])["input_ids"][0].tolist() == [tok.cls_token_id, *pieces[:6], tok.sep_token_id]
+    assert bv.fingerprint() != own.fingerprint()
+
+
+def test_unknown_tokenize_style_is_refused_naming_the_key(hf_text_dirs):
+    with pytest.raises(ValueError, match="model.text.tokenize='t5'.*bert_tokenize"):
+        create_text_tower(f"hf:{hf_text_dirs['bert']}", tokenize="t5")
