@@ -157,9 +157,11 @@ def test_template_file(tmp_path):
 
 
 def test_imagenet_classnames():
-    names = imagenet_classnames()
-    assert len(names) == 1000 and len(set(names)) == 1000
+    names = imagenet_classnames()  # CLIP's list: two names repeat (test_field_names.py)
+    assert len(names) == 1000 and len(set(names)) == 998
     assert names[985] == "daisy" and names[0] == "tench"
+    timm = imagenet_classnames("timm")
+    assert len(set(timm)) == 1000 and timm[264] == "Cardigan" and names[264] == "Cardigan Welsh Corgi"
     assert get_classnames("imagenet") == names
     assert synset_classnames(["n01440764", imagenet_synsets()[985]]) == ["tench", "daisy"]
     with pytest.raises(ValueError, match="n99999999"):
