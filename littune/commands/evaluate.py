@@ -25,10 +25,15 @@ def _print(kind: str, metrics: dict, scalars: tuple[str, ...], as_json: bool) ->
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("confusion",)}))
         return
     print(f"{kind}:")
+    marks = {**{k: f"trivial: {r}" for k, r in metrics.get("trivial", {}).items()},
+             **{k: f"omitted: {r}" for k, r in metrics.get("omitted", {}).items()}}  # evaluate/degenerate.py
     for k in (*scalars, *_COUNTS):
         if k in metrics:
             v = metrics[k]
-            print(f"  {k:<16} {v:.4f}" if isinstance(v, float) else f"  {k:<16} {v}")
+            line = f"  {k:<16} {v:.4f}" if isinstance(v, float) else f"  {k:<16} {v}"
+            print(line + (f"  ({marks[k]})" if k in marks else ""))
+        elif k in marks:
+            print(f"  {k:<16} -       ({marks[k]})")
     if isinstance(metrics.get("per_class"), dict):
         for name, acc in metrics["per_class"].items():
             print(f"    {name:<20} {acc:.3f}")
@@ -48,9 +53,10 @@ def _options(a: argparse.Namespace) -> dict:
 _DESCRIPTIONS = {
     "zeroshot": "zero-shot classification of a folder with one sub-folder per class (ImageFolder layout): the "
                 "class names written into prompt templates are the classifier; reports top-1, mean per-class "
-                "accuracy, top-5 where there are more than 5 classes, and per-class accuracy",
+                "accuracy, top-5 (from 5 classes on; marked trivial at exactly 5) and per-class accuracy, as "
+                "CLIP_benchmark defines them",
     "retrieval": "image-to-text and text-to-image Recall@1/5/10 on captioned data (every caption of an image "
-                 "counts as a hit)",
+                 "counts as a hit; ties as torch.topk breaks them, as CLIP_benchmark does)",
     "probe": "linear probe: logistic regression on the locked image tower's features, fit on one labelled "
              "folder and scored on another (what the image tower knows, independent of the text tower)",
 }

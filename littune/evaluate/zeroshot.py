@@ -258,10 +258,10 @@ def zeroshot_metrics(
     per_class = {
         name: float(correct[i] / support[i]) for i, name in enumerate(classnames) if present[i]
     }
-    out: dict = {"top1": float(hit1.float().mean())}
-    mark(out, "top5", 5, c, "classes", float(hitk.float().mean()))  # trivial at C == 5, omitted below
+    out: dict = {"top1": int(hit1.sum()) / n}  # counts over N: no float32 rounding
+    mark(out, "top5", 5, c, "classes", int(hitk.sum()) / n)  # trivial at C == 5, omitted below
     out |= {
-        "mean_per_class": float((correct[present].float() / support[present].float()).mean()),
+        "mean_per_class": float((correct[present].double() / support[present].double()).mean()),
         "n": n,
         "n_classes": c,
         "per_class": per_class,

@@ -87,17 +87,67 @@ def test_zeroshot_exact_metrics():
     assert m["confusion"] == expected
 
 
-def test_no_top5_with_5_classes_or_fewer_and_per_class_means():
-    # With 3 classes every image is a "top-5" hit: a 1.0 that says nothing is not reported.
+def test_no_top5_below_5_classes_and_per_class_means():
+    # With 3 classes top-5 is undefined (CLIP_benchmark: NaN): omitted, with the reason.
     clf = torch.eye(3)
     images = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0], [0, 1.0, 0.5]])
     m = zeroshot_metrics(images, torch.tensor([0, 1, 2, 1]), clf, ["a", "b", "c"])
-    assert "top5" not in m and "top5_k" not in m
+    assert "top5" not in m and "K=5 exceeds the 3 classes" in m["omitted"]["top5"]
     assert m["top1"] == 0.75
     assert m["per_class"] == {"a": 1.0, "b": 0.5, "c": 1.0}
     assert m["mean_per_class"] == pytest.approx(2.5 / 3)
     assert m["confusion"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
     assert "predictions" not in m
+
+
+def test_top5_at_5_classes_is_kept_for_parity_and_marked_trivial():
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(30, 5, generator=g), torch.randint(0, 5, (30,), generator=g)
+    m = zeroshot_metrics(images, labels, torch.eye(5), list("abcde"))
+    assert m["top5"] == 1.0 and "every query is a hit by construction" in m["trivial"]["top5"]
+    classes, clf, toy, labels = _toy_problem()
+    assert "trivial" not in zeroshot_metrics(toy, labels, clf, classes)  # 7 classes: top-5 means something
+
+
+def test_fewer_than_two_classes_is_refused():
+    with pytest.raises(ValueError, match="at least 2 classes, got 1"):
+        zeroshot_metrics(torch.ones(3, 2), torch.zeros(3), torch.tensor([[1.0, 0.0]]), ["only"])
+
+
+def test_metrics_equal_clip_benchmarks_own_functions():
+    """acc1 / acc5 from CLIP_benchmark 1.6.2's ``accuracy`` (its float() on a one-element array is
+    wrapped for numpy 2) and mean per-class recall from the ``balanced_accuracy_score`` it calls."""
+    import numpy as np
+    from clip_benchmark.metrics import zeroshot_classification as zc
+    from sklearn.metrics import balanced_accuracy_score
+
+    g = torch.Generator().manual_seed(1)
+    c = 12
+    clf = F.normalize(torch.randn(c, 16, generator=g), dim=1)
+    labels = torch.randint(0, c - 1, (200,), generator=g)  # the last class has no test image
+    images = F.normalize(clf[labels] + 1.2 * torch.randn(200, 16, generator=g), dim=1)
+    images[:20] = torch.randint(-1, 2, (20, 16), generator=g).float()  # some exact ties too
+    m = zeroshot_metrics(images, labels, clf, [f"c{i}" for i in range(c)])
+    logits = 100.0 * images @ clf.T
+    acc1, acc5 = clip_benchmark_accuracy(zc, logits, labels)
+    assert (m["top1"], m["top5"]) == pytest.approx((acc1, acc5), abs=1e-9)
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):  # sklearn on the empty class
+        theirs = balanced_accuracy_score(labels, logits.argmax(axis=1))
+    assert m["mean_per_class"] == pytest.approx(theirs, abs=1e-12)
+    assert 0.2 < acc1 < acc5 < 1.0 and np.isfinite(m["mean_per_class"])
+
+
+def clip_benchmark_accuracy(zc, logits, target, topk=(1, 5)):
+    """CLIP_benchmark's ``accuracy`` as it is, but for ``float(array of shape (1,))``, which numpy 2
+    refuses: numpy arrays are handed to it as their one element."""
+    import numpy as np
+
+    real_float = float
+    zc.float = lambda x: real_float(np.asarray(x).reshape(-1)[0]) if hasattr(x, "shape") else real_float(x)
+    try:
+        return zc.accuracy(logits, target, topk=topk)
+    finally:
+        del zc.float
 
 
 def test_end_to_end_with_fake_text_tower():
