@@ -6,7 +6,7 @@ import json
 
 from .base import HelpFormatter, add_cache, add_class_prompts, add_device, add_json, add_model, add_progress, command
 
-_COUNTS = ("n", "n_skipped", "n_images", "n_texts", "best_C", "n_train", "n_test")  # printed after the metrics
+_COUNTS = ("n", "n_skipped", "n_images", "n_texts", "protocol", "best_C", "n_train", "n_test")  # printed after the metrics
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def _options(a: argparse.Namespace) -> dict:
         from ..evaluate.evaluators import split_or_default
 
         return {"data": a.data, "split": split_or_default(a.data, a.split)}
-    return {"train": a.train, "test": a.test}
+    return {"train": a.train, "test": a.test, "protocol": a.protocol}
 
 
 _DESCRIPTIONS = {
@@ -84,6 +84,9 @@ def _eval(p: argparse.ArgumentParser):
     pr = kind("probe", "linear probe on the locked image features")
     pr.add_argument("--train", required=True, metavar="DIR", help="labelled folder (class sub-folders) to fit on")
     pr.add_argument("--test", required=True, metavar="DIR", help="labelled folder with the same classes to score")
+    pr.add_argument("--protocol", default="clip_benchmark", choices=["clip_benchmark", "quick"],
+                    help="how C is chosen on a validation split of --train: clip_benchmark (default: CLIP_benchmark's log sweep then binary "
+                         "search over 97 values) or quick (5 values, littune's earlier default)")
 
     def run(a: argparse.Namespace) -> int:
         from ..evaluate.suite import EvalSuite

@@ -29,7 +29,7 @@ from ..registry import Registry
 from ..towers import ImageTower
 from .classnames import resolve_classnames
 from .features import ImageFeatures, image_features, text_features
-from .probe import linear_probe
+from .probe import PROTOCOLS, linear_probe
 from .retrieval import RECALL_KEYS, retrieval_metrics
 from .templates import get_templates
 from .zeroshot import build_classifier, token_rows, zeroshot_metrics
@@ -196,12 +196,18 @@ class Retrieval(Evaluator):
 class ProbeConfig:
     train: str = MISSING  # labelled folder to fit on
     test: str = MISSING  # labelled folder to score
+    protocol: str = "clip_benchmark"  # choosing C: clip_benchmark (log sweep + binary search) | quick (5 Cs)
 
 
 @EVALUATORS.register("probe", description="linear probe (logistic regression) on the image tower's features")
 class Probe(Evaluator):
     Config = ProbeConfig
     scalars = ("top1",)
+
+    def __init__(self, cfg: ProbeConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        if cfg.protocol not in PROTOCOLS:  # before any image is embedded
+            raise ConfigError(f"probe.protocol: {cfg.protocol!r} is not one of {', '.join(PROTOCOLS)}")
 
     def run(self, model: LiTModel | ImageTower) -> dict[str, Any]:
         tower = model.image if isinstance(model, LiTModel) else model
@@ -212,7 +218,8 @@ class Probe(Evaluator):
         if tr["class_folders"] != te["class_folders"]:
             raise ValueError(f"{self.cfg.train} and {self.cfg.test} have different class folders: "
                              f"{tr['class_folders']} vs {te['class_folders']}")
-        m = linear_probe(tr["features"].numpy(), tr["labels"].numpy(), te["features"].numpy(), te["labels"].numpy())
+        m = linear_probe(tr["features"].numpy(), tr["labels"].numpy(), te["features"].numpy(), te["labels"].numpy(),
+                         protocol=self.cfg.protocol, classnames=tr["class_folders"])
         return {**m, "n_skipped": len(tr["bad"]) + len(te["bad"])}
 
 

@@ -126,9 +126,11 @@ def eval_retrieval(model: LiTModel, data: str, split: str | None = None, cache_r
 
 
 def eval_probe(model_or_tower: LiTModel | ImageTower, train: str | Path, test: str | Path,
-               cache_root: str | Path | None = None, progress: bool = True) -> dict:
-    """Logistic regression on the image tower's own features: what the tower knows."""
-    return _run("probe", model_or_tower, {"train": str(train), "test": str(test)}, cache_root, progress)
+               cache_root: str | Path | None = None, progress: bool = True, protocol: str = "clip_benchmark") -> dict:
+    """Logistic regression on the image tower's own features: what the tower knows. ``protocol``:
+    clip_benchmark (C by log sweep then binary search) or quick (5 values of C); see evaluate/probe.py."""
+    return _run("probe", model_or_tower, {"train": str(train), "test": str(test), "protocol": protocol},
+                cache_root, progress)
 
 
 __all__ = ["EvalSuite", "NamedEval", "DEV", "eval_zeroshot", "eval_retrieval", "eval_probe", "retrieval_spec"]
