@@ -59,6 +59,8 @@ _DESCRIPTIONS = {
                  "counts as a hit; ties as torch.topk breaks them, as CLIP_benchmark does)",
     "probe": "linear probe: logistic regression on the locked image tower's features, fit on one labelled "
              "folder and scored on another (what the image tower knows, independent of the text tower)",
+    "list": "every evaluation a config's `evals` names (zeroshot, retrieval, probe; e.g. ImageNet and its "
+            "variants), one after the other, written as one table in CLIP_benchmark's CSV shape",
 }
 
 
@@ -88,7 +90,14 @@ def _eval(p: argparse.ArgumentParser):
                     help="how C is chosen on a validation split of --train: clip_benchmark (default: CLIP_benchmark's log sweep then binary "
                          "search over 97 values) or quick (5 values, littune's earlier default)")
 
+    ls = kind("list", "run a config's evaluation list; one CSV in CLIP_benchmark's shape")
+    ls.add_argument("--config", required=True, metavar="YAML", help="an experiment config whose `evals` to run")
+    ls.add_argument("--csv", default=None, metavar="FILE",
+                    help="write the table here (default: print it); columns as `clip_benchmark build` writes them")
+
     def run(a: argparse.Namespace) -> int:
+        if a.kind == "list":
+            return _run_list(a)
         from ..evaluate.suite import EvalSuite
         from ..evaluate.summary import build_report
         from ..distributed import resolve_device
@@ -106,3 +115,41 @@ def _eval(p: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def _run_list(a: argparse.Namespace) -> int:
+    """``littune eval list``: the config's evaluations on one model, as CLIP_benchmark's CSV."""
+    import csv
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from ..distributed import resolve_device
+    from ..evaluate.benchmark_csv import benchmark_rows, write_benchmark_csv
+    from ..evaluate.suite import EvalSuite
+    from ..infer.open_clip_model import load_model
+
+    # Only the config's `evals` is read: an evaluation list needs no training data.
+    evals = OmegaConf.to_container(OmegaConf.load(a.config)).get("evals") or {}
+    if not evals:
+        raise ValueError(f"{a.config}: names no evaluations (evals: {{name: {{kind: ..., ...}}}})")
+    suite = EvalSuite.from_evals(evals, a.cache, not a.no_progress)  # refuses an evaluation named twice
+    model = load_model(a.model).to(resolve_device(a.device))
+    results = suite.run(model)
+    kinds = {name: spec["kind"] for name, spec in evals.items()}
+    rows = benchmark_rows(results, kinds, model=str(a.model))
+    if a.csv:
+        write_benchmark_csv(a.csv, rows)
+    if a.json:
+        print(json.dumps(rows))
+    elif not a.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(f"{len(rows)} evaluations: {a.csv}")
+    if a.report:
+        from ..evaluate.summary import build_report
+
+        build_report(a.report, f"littune eval list: {a.model}", results, run_dir=a.model)
+    return 0
