@@ -8,8 +8,8 @@ Sources (the ``classnames`` option), in order of preference:
 1. a ``folder,name`` CSV file written by the user;
 2. a built-in set: ``imagenet`` (CLIP's 1,000 names, ``imagenet.py``) or ``imagenet_timm`` (timm's
    first WordNet lemma, littune's names before CLIP's), for synset folders or ImageNet-V2's 0..999;
-3. nothing: ImageNet synset folders (``n########``) get CLIP's names, any other folder its own name
-   with ``_`` replaced by a space.
+3. nothing: ImageNet synset folders (``n########``) and ImageNet-V2's exactly 1,000 folders ``0``..``999``
+   get CLIP's names, any other folder its own name with ``_`` replaced by a space.
 
 A class may have several names (aliases): ``roses,rose;roses;garden rose`` (the folder, then names
 separated by ``;``). The zero-shot classifier embeds every alias in every template and averages them
@@ -143,7 +143,7 @@ def resolve_classnames(folders: list[str], classnames: str | os.PathLike | None 
                 raise ValueError(f"classnames file {spec}: folders {other!r} and {f!r} are both named "
                                  f"{mapping[f][0]!r}; give each class its own name")
         return ClassNames([list(mapping[f]) for f in folders], [mapping[f][0] for f in folders])
-    if all(is_synset(f) for f in folders):
+    if all(is_synset(f) for f in folders) or set(folders) == {str(i) for i in range(1000)}:  # ImageNet, -V2
         names = imagenet_folder_names(folders, "clip", where)
         return _imagenet_classes(folders, names)
     names = [f.replace("_", " ").strip() for f in folders]

@@ -36,6 +36,8 @@ def test_imagenet_folder_layouts_get_clips_names(tmp_path):
     # V2: folders 0..999 are label indices (in whatever order the folder listing gives).
     v2 = sorted(str(i) for i in range(1000))
     named = resolve_classnames(v2, "imagenet")
+    assert resolve_classnames(v2).labels == named.labels  # exactly 0..999: recognised without the option
+    assert resolve_classnames(["0", "1", "2"]).labels == ["0", "1", "2"]  # other numbered folders: their names
     assert named.labels[v2.index("985")] == "daisy" and named.labels[v2.index("264")] == "Cardigan Welsh Corgi"
     # The repeats keep their names in prompts and get distinct labels in results.
     assert named.aliases[v2.index("657")] == named.aliases[v2.index("744")] == [["missile"]][0]
