@@ -94,6 +94,13 @@ def test_five_classes_report_top5_like_clip_benchmark_marked_trivial(tiny_export
     images, _, _ = _generated(tmp_path, n_classes=5, per_class=2)
     out = _check_zeroshot(capsys, run, export, images, "single", tmp_path / "cache")
     assert out["clip_benchmark"]["acc5"] == out["littune"]["top5"] == 1.0
+    # The printed table and the report carry the mark too.
+    assert main(["eval", "zeroshot", "--model", str(run), "--images", str(images), "--templates", "single",
+                 "--no-progress", "--cache", str(tmp_path / "cache"), "--report", str(tmp_path / "report")]) == 0
+    top5 = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("top5")]
+    assert len(top5) == 1 and "1.0000  (trivial: K=5 equals the 5 classes" in top5[0]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| top5 | 1.0000 (trivial, see below) |" in report and "every query is a hit by construction" in report
 
 
 # ---- real photos and captions: when ../shared/data is there -----------------------------------------
