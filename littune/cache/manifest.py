@@ -42,7 +42,7 @@ class Manifest:
     shards: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
     world_size: int = 1
-    engine: str = ""  # what ran the tower (torch, openvino, onnx, torch-cuda): engines agree to cosine 0.999
+    engine: str = ""  # what ran the tower (torch, openvino, onnx, torch-cuda): engines agree within towers/engine.py MAX_REL_DEVIATION
     format_version: int = FORMAT_VERSION
 
     @property

@@ -134,9 +134,10 @@ def add_class_prompts(p: argparse.ArgumentParser, when: str = "") -> None:
     """--classnames and --templates: the class names and prompt templates of zero-shot evaluation."""
     from ..evaluate.templates import list_template_sets  # a list of files: no torch
 
-    p.add_argument("--classnames", default=None, metavar="FILE",
-                   help=f"{when}file of 'folder,name' lines (default: the folder names; ImageNet synsets get "
-                        "their names)")
+    p.add_argument("--classnames", default=None, metavar="FILE_OR_SET",
+                   help=f"{when}file of 'folder,name' lines, or imagenet (CLIP's 1,000 names, for synset folders or "
+                        "ImageNet-V2's 0..999) or imagenet_timm (timm's names) (default: the folder names; ImageNet "
+                        "synset folders get CLIP's names)")
     p.add_argument("--templates", default="simple", metavar="SET_OR_FILE",
                    help=f"{when}prompt templates: a built-in set ({', '.join(list_template_sets())}) "
                         "or a file of lines with {}; combine several with '+' (flowers+simple)")

@@ -33,7 +33,7 @@ def _embed(p: argparse.ArgumentParser):
                    help="folder that relative image paths start from (default: the data file's folder)")
     p.add_argument("--engine", default=_D.engine, choices=["auto", "torch", "openvino", "onnx"],
                    help="what runs the locked tower on the CPU (auto: OpenVINO where installed, else torch); "
-                        "engines agree to cosine 0.999, so their caches are interchangeable")
+                        "engines agree with torch within 2.5e-5 (relative, a tenth of float16 storage rounding), so their caches are interchangeable")
     p.add_argument("--verify", action="store_true",
                    help="check the SHA-256 of every finished shard's files too (not only rows and widths) and "
                         "re-embed the shards that changed")

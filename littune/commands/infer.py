@@ -26,8 +26,8 @@ def _classify(p: argparse.ArgumentParser):
                    help="prompt templates: a built-in set or a file of lines with {}; combine several with '+' "
                         "(flowers+simple; default: simple)")
     add_device(p)
-    add_json(p, 'a list of {"image", "label", "scores": {label: probability}} (a skipped image: '
-                '{"image", "label": null, "scores": null, "skipped": reason})')
+    add_json(p, 'a list of {"image", "label", "scores": {label: probability}, "probabilities": softmax|sigmoid} '
+                '(a skipped image: {"image", "label": null, "scores": null, "skipped": reason})')
 
     def run(a: argparse.Namespace) -> int:
         from ..data.images import BadInputLog
@@ -38,7 +38,9 @@ def _classify(p: argparse.ArgumentParser):
         bad = BadInputLog()
         ranked = lit.classify(a.images, labels, a.templates, bad=bad)
         skipped = {int(b.key): b.detail or b.reason for b in bad}
-        results = [{"image": path, "label": next(iter(scores)), "scores": scores} if scores is not None
+        kind = lit.probability_kind  # as the model was trained: softmax over the labels, or sigmoid per label
+        results = [{"image": path, "label": next(iter(scores)), "scores": scores, "probabilities": kind}
+                   if scores is not None
                    else {"image": path, "label": None, "scores": None, "skipped": skipped[i]}
                    for i, (path, scores) in enumerate(zip(a.images, ranked))]
         if a.json:
@@ -52,6 +54,7 @@ def _classify(p: argparse.ArgumentParser):
             print(r["image"])
             for rank, (label, prob) in enumerate(r["scores"].items(), 1):
                 print(f"  {rank:>2}. {label:<{w}}  {prob:6.1%}  {_bar(prob)}")
+        print("probabilities: " + ("sigmoid, each label's own (SigLIP)" if kind == "sigmoid" else "softmax over the labels"))
         return 0
 
     return run

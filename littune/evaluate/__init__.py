@@ -7,7 +7,8 @@ features and return named metrics as dicts of floats. Names are imported on firs
 from ..lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".classnames": ["get_classnames", "imagenet_classnames", "load_class_aliases", "load_classnames", "synset_classnames"],
+    ".classnames": ["get_classnames", "imagenet_classnames", "load_class_aliases", "load_classnames", "resolve_classnames",
+                    "synset_classnames"],
     ".probe": ["linear_probe"],
     ".report": ["plot_confusion", "plot_per_class", "plot_retrieval_bars", "plot_training_curves", "write_report"],
     ".retrieval": ["retrieval_metrics", "retrieval_metrics_full"],

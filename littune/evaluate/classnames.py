@@ -4,11 +4,12 @@ Zero-shot classification (CLIP arXiv 2103.00020, LiT arXiv 2111.07991) writes
 class NAMES into prompts, so folder ids such as ``n01440764`` or
 ``barbeton_daisy`` must be turned into words ("tench", "barbeton daisy").
 
-Sources, in order of preference:
+Sources (the ``classnames`` option), in order of preference:
 1. a ``folder,name`` CSV file written by the user;
-2. ImageNet synset folders (``n########``), named from timm's bundled ImageNet
-   metadata (first WordNet lemma of each description);
-3. the folder name with ``_`` replaced by a space.
+2. a built-in set: ``imagenet`` (CLIP's 1,000 names, ``imagenet.py``) or ``imagenet_timm`` (timm's
+   first WordNet lemma, littune's names before CLIP's), for synset folders or ImageNet-V2's 0..999;
+3. nothing: ImageNet synset folders (``n########``) and ImageNet-V2's exactly 1,000 folders ``0``..``999``
+   get CLIP's names, any other folder its own name with ``_`` replaced by a space.
 
 A class may have several names (aliases): ``roses,rose;roses;garden rose`` (the folder, then names
 separated by ``;``). The zero-shot classifier embeds every alias in every template and averages them
@@ -18,11 +19,14 @@ all (``zeroshot.build_classifier``, as big_vision does); results name the class 
 from __future__ import annotations
 
 import os
-import re
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .imagenet import KNOWN_REPEATS, NAME_SETS, imagenet_folder_names, imagenet_names, imagenet_synsets, is_synset
+
 __all__ = [
+    "ClassNames",
+    "resolve_classnames",
     "load_classnames",
     "load_class_aliases",
     "split_aliases",
@@ -33,62 +37,26 @@ __all__ = [
     "get_classnames",
 ]
 
-_SYNSET = re.compile(r"^n\d{8}$")
 
-# The first lemma is ambiguous for three ImageNet-1k classes; give each a distinct,
-# prompt-friendly name (duplicate names would give identical classifier rows).
-_IMAGENET_OVERRIDES = {134: "crane bird", 517: "construction crane", 639: "tank suit"}
-
-
-def _imagenet_info():
-    from timm.data import ImageNetInfo  # local import: timm is only needed for ImageNet names
-
-    return ImageNetInfo("imagenet-1k")
+def imagenet_classnames(kind: str = "clip") -> list[str]:
+    """The 1000 ImageNet-1k class names in label-index order: CLIP's (``clip``, default) or timm's."""
+    return imagenet_names(kind)
 
 
-@lru_cache(maxsize=1)
-def _imagenet_names() -> tuple[str, ...]:
-    info = _imagenet_info()
-    names = []
-    for i in range(info.num_classes()):
-        # Descriptions look like "tench, Tinca tinca": keep the first comma-separated lemma.
-        names.append(_IMAGENET_OVERRIDES.get(i, info.index_to_description(i).split(",")[0].strip()))
-    if len(set(names)) != len(names):  # guard against a different timm metadata version
-        seen: set[str] = set()
-        for i, n in enumerate(names):
-            if n in seen:
-                names[i] = f"{n} ({info.index_to_label_name(i)})"
-            seen.add(names[i])
-    return tuple(names)
-
-
-def imagenet_classnames() -> list[str]:
-    """The 1000 ImageNet-1k class names in label-index order (index 985 is "daisy")."""
-    return list(_imagenet_names())
-
-
-def imagenet_synsets() -> list[str]:
-    """The 1000 ImageNet-1k WordNet ids (``n01440764`` ...) in label-index order."""
-    return list(_imagenet_info().label_names())
-
-
-def synset_classnames(synsets: list[str]) -> list[str]:
+def synset_classnames(synsets: list[str], kind: str = "clip") -> list[str]:
     """Map ImageNet synset ids (e.g. folder names ``n01440764``) to class names."""
-    index = {s: i for i, s in enumerate(imagenet_synsets())}
-    unknown = [s for s in synsets if s not in index]
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} synset(s) are not ImageNet-1k classes: {_preview(unknown)}"
-        )
-    names = _imagenet_names()
-    return [names[index[s]] for s in synsets]
+    if not all(is_synset(s) for s in synsets):
+        raise ValueError(f"not ImageNet synset ids: {_preview([s for s in synsets if not is_synset(s)])}")
+    return imagenet_folder_names(list(synsets), kind, where="synsets")
 
 
 def get_classnames(name: str) -> list[str]:
-    """Built-in class-name lists by name. Available: ``"imagenet"``."""
-    if name.lower() in ("imagenet", "imagenet-1k", "imagenet1k"):
-        return imagenet_classnames()
-    raise ValueError(f"unknown class-name set {name!r}; available: 'imagenet'")
+    """Built-in class-name lists by name: ``imagenet`` (CLIP's names), ``imagenet_timm``."""
+    key = name.lower().replace("-", "_")
+    key = {"imagenet1k": "imagenet", "imagenet_1k": "imagenet"}.get(key, key)
+    if key in NAME_SETS:
+        return imagenet_names(NAME_SETS[key])
+    raise ValueError(f"unknown class-name set {name!r}; available: {', '.join(NAME_SETS)}")
 
 
 def split_aliases(text: str, where: str) -> list[str]:
@@ -134,39 +102,76 @@ def read_classnames_file(path: str | os.PathLike) -> dict[str, list[str]]:
     return mapping
 
 
-def load_class_aliases(folders: list[str], classnames_file: str | os.PathLike | None = None) -> list[list[str]]:
-    """The names of each class folder, in the same order: a list of one or more aliases per class.
+@dataclass
+class ClassNames:
+    """What a set of class folders is called: ``aliases`` (the names written into prompts, one list per
+    class), ``labels`` (one distinct display name per class) and ``repeats`` (class index pairs whose
+    names are CLIP's own known repeats, allowed to give identical prompts)."""
 
-    Args:
-        folders: class folder names (e.g. the sub-directories of an image-folder dataset).
-        classnames_file: optional ``folder,name`` / ``folder,alias;alias`` file; must name every
-            folder (extra entries are allowed).
+    aliases: list[list[str]]
+    labels: list[str]
+    repeats: list[tuple[int, int]] = field(default_factory=list)
 
-    Without a file: if every folder is an ImageNet synset id, use ImageNet names;
-    otherwise replace ``_`` with a space in each folder name (one name per class).
+
+def resolve_classnames(folders: list[str], classnames: str | os.PathLike | None = None,
+                       where: str = "classes") -> ClassNames:
+    """Names of each class folder, in the same order (see the module docstring for the sources).
+
+    ``classnames``: None, a built-in set (``imagenet``, ``imagenet_timm``) or a ``folder,name`` file
+    that names every folder (extra entries are allowed; two folders named alike are refused).
     """
     folders = list(folders)
     if not folders:
-        raise ValueError("no class folders given")
-    if classnames_file is not None:
-        mapping = read_classnames_file(classnames_file)
+        raise ValueError(f"{where}: no class folders given")
+    spec = os.fspath(classnames) if classnames is not None else None
+    key = spec.lower().replace("-", "_") if spec is not None else None
+    if key in NAME_SETS and not Path(spec).is_file():
+        names = imagenet_folder_names(folders, NAME_SETS[key], where)
+        if names is None:
+            raise ValueError(f"{where}: --classnames {spec} names ImageNet classes, but the class folders are "
+                             f"neither synset ids (n01440764) nor ImageNet-V2's 0..999: {_preview(folders, 5)}")
+        return _imagenet_classes(folders, names)
+    if spec is not None:
+        mapping = read_classnames_file(spec)
         missing = [f for f in folders if f not in mapping]
         if missing:
-            raise ValueError(
-                f"classnames file {classnames_file} has no name for {len(missing)} folder(s): "
-                f"{_preview(missing)}"
-            )
-        return [list(mapping[f]) for f in folders]
-    if all(_SYNSET.match(f) for f in folders):
-        known = set(imagenet_synsets())
-        if all(f in known for f in folders):
-            return [[n] for n in synset_classnames(folders)]
-    return [[f.replace("_", " ").strip()] for f in folders]
+            raise ValueError(f"classnames file {spec} has no name for {len(missing)} folder(s): {_preview(missing)}")
+        first: dict[str, str] = {}
+        for f in folders:
+            other = first.setdefault(mapping[f][0], f)
+            if other != f:
+                raise ValueError(f"classnames file {spec}: folders {other!r} and {f!r} are both named "
+                                 f"{mapping[f][0]!r}; give each class its own name")
+        return ClassNames([list(mapping[f]) for f in folders], [mapping[f][0] for f in folders])
+    if all(is_synset(f) for f in folders) or set(folders) == {str(i) for i in range(1000)}:  # ImageNet, -V2
+        names = imagenet_folder_names(folders, "clip", where)
+        return _imagenet_classes(folders, names)
+    names = [f.replace("_", " ").strip() for f in folders]
+    return ClassNames([[n] for n in names], names)
+
+
+def _imagenet_classes(folders: list[str], names: list[str]) -> ClassNames:
+    """CLIP's list names two pairs alike: prompts keep the names verbatim (as published figures do),
+    display labels add the folder so results keep both classes apart."""
+    index = {s: i for i, s in enumerate(imagenet_synsets())}
+    label = {f: (index[f] if is_synset(f) else int(f)) for f in folders}  # folder -> ImageNet label index
+    pos = {label[f]: k for k, f in enumerate(folders)}
+    repeats = [(pos[a], pos[b]) for a, b in KNOWN_REPEATS if a in pos and b in pos and names[pos[a]] == names[pos[b]]]
+    labels = list(names)
+    for a, b in repeats:
+        labels[a], labels[b] = f"{names[a]} ({folders[a]})", f"{names[b]} ({folders[b]})"
+    return ClassNames([[n] for n in names], labels, repeats)
+
+
+def load_class_aliases(folders: list[str], classnames_file: str | os.PathLike | None = None) -> list[list[str]]:
+    """The names of each class folder, in the same order: a list of one or more aliases per class
+    (:func:`resolve_classnames`)."""
+    return resolve_classnames(folders, classnames_file).aliases
 
 
 def load_classnames(folders: list[str], classnames_file: str | os.PathLike | None = None) -> list[str]:
-    """One display name per class folder (its first alias); see :func:`load_class_aliases`."""
-    return [names[0] for names in load_class_aliases(folders, classnames_file)]
+    """One display name per class folder (its first alias); see :func:`resolve_classnames`."""
+    return resolve_classnames(folders, classnames_file).labels
 
 
 def _preview(items: list[str], limit: int = 20) -> str:

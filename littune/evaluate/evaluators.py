@@ -27,12 +27,12 @@ from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
-from .classnames import load_class_aliases
+from .classnames import resolve_classnames
 from .features import ImageFeatures, image_features, text_features
-from .probe import linear_probe
+from .probe import PROTOCOLS, linear_probe
 from .retrieval import RECALL_KEYS, retrieval_metrics
 from .templates import get_templates
-from .zeroshot import build_classifier, zeroshot_metrics
+from .zeroshot import build_classifier, token_rows, zeroshot_metrics
 
 EVALUATORS: Registry[type["Evaluator"]] = Registry("evaluator")
 
@@ -91,8 +91,10 @@ def _labelled(ev: Evaluator, tower: ImageTower, folder: str) -> dict:
 @dataclass
 class ZeroShotConfig:
     images: str = MISSING  # a folder with one sub-folder per class
-    classnames: Optional[str] = None  # 'folder,name' or 'folder,alias;alias' lines (default: the folder names)
-    templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (flowers+simple)
+    # 'folder,name' / 'folder,alias;alias' file, or imagenet (CLIP's names) / imagenet_timm (default: the
+    # folder names; ImageNet synset folders get CLIP's names)
+    classnames: Optional[str] = None
+    templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (clip, flowers+simple)
 
 
 @EVALUATORS.register("zeroshot", description="zero-shot classification of a folder of class sub-folders")
@@ -105,10 +107,12 @@ class ZeroShot(Evaluator):
         data = self._image_side(model.image, lambda t: _labelled(self, t, c.images))
         if len(data["labels"]) == 0:
             raise ValueError(f"{c.images}: no readable images to evaluate")
-        aliases = load_class_aliases(data["class_folders"], c.classnames)
-        classnames = [names[0] for names in aliases]  # a class is reported under its first name
+        names = resolve_classnames(data["class_folders"], c.classnames, where=c.images)
+        aliases, classnames = names.aliases, names.labels  # a class is reported under its label
         prompts = get_templates(c.templates)
-        classifier = build_classifier(lambda t: encode_texts(model, t), aliases, prompts)
+        # Prompts are checked as the text tower reads them (its tokenizer, its canonical form).
+        classifier = build_classifier(lambda t: encode_texts(model, t), aliases, prompts,
+                                      tokenize=token_rows(model.tokenize), labels=classnames, repeats=names.repeats)
         m = zeroshot_metrics(encode_features(model, data["features"]), data["labels"], classifier, classnames)
         extra = {"aliases": aliases} if any(len(names) > 1 for names in aliases) else {}
         return {**m, "classnames": classnames, **extra, "templates": c.templates, "n_templates": len(prompts),
@@ -192,12 +196,18 @@ class Retrieval(Evaluator):
 class ProbeConfig:
     train: str = MISSING  # labelled folder to fit on
     test: str = MISSING  # labelled folder to score
+    protocol: str = "clip_benchmark"  # choosing C: clip_benchmark (log sweep + binary search) | quick (5 Cs)
 
 
 @EVALUATORS.register("probe", description="linear probe (logistic regression) on the image tower's features")
 class Probe(Evaluator):
     Config = ProbeConfig
     scalars = ("top1",)
+
+    def __init__(self, cfg: ProbeConfig, **kw: Any):
+        super().__init__(cfg, **kw)
+        if cfg.protocol not in PROTOCOLS:  # before any image is embedded
+            raise ConfigError(f"probe.protocol: {cfg.protocol!r} is not one of {', '.join(PROTOCOLS)}")
 
     def run(self, model: LiTModel | ImageTower) -> dict[str, Any]:
         tower = model.image if isinstance(model, LiTModel) else model
@@ -208,7 +218,8 @@ class Probe(Evaluator):
         if tr["class_folders"] != te["class_folders"]:
             raise ValueError(f"{self.cfg.train} and {self.cfg.test} have different class folders: "
                              f"{tr['class_folders']} vs {te['class_folders']}")
-        m = linear_probe(tr["features"].numpy(), tr["labels"].numpy(), te["features"].numpy(), te["labels"].numpy())
+        m = linear_probe(tr["features"].numpy(), tr["labels"].numpy(), te["features"].numpy(), te["labels"].numpy(),
+                         protocol=self.cfg.protocol, classnames=tr["class_folders"])
         return {**m, "n_skipped": len(tr["bad"]) + len(te["bad"])}
 
 

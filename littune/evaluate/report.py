@@ -217,7 +217,8 @@ def _table(metrics: Mapping, max_rows: int = 200) -> list[str]:
         elif isinstance(value, (list, tuple)):
             lines.append(f"| {key} | (list of {len(value)}, see metrics.json) |")
         else:
-            lines.append(f"| {key} | {_fmt(value)} |")
+            trivial = " (trivial, see below)" if key in metrics.get("trivial", {}) else ""  # degenerate.py's mark
+            lines.append(f"| {key} | {_fmt(value)}{trivial} |")
     return lines + extra
 
 

@@ -10,18 +10,17 @@ Protocol (Flickr8k/Flickr30k/COCO, as used by CLIP and LiT, arXiv 2111.07991):
 Scores are dot products, so embeddings are expected to be L2-normalised
 (dot product == cosine similarity); this module does not normalise for you.
 
-Rank and ties. For a query, let ``s*`` be the score of its best positive (the
-highest-scoring own caption for image->text; the own image for text->image).
-Its 0-based rank is the number of NEGATIVE candidates scoring strictly greater
-than ``s*``, i.e. ties are resolved in favour of the positive (like a stable
-sort that puts positives first among equal scores). Other positives never push
-the best positive down because none of them scores above ``s*``. The query is a
-hit at K when ``rank < K``. ``retrieval_metrics`` (chunked) and
-``retrieval_metrics_full`` (reference: full matrix + lexicographic sort) apply
-exactly this rule, so they agree whenever the similarity values agree.
+Hits and ties: as CLIP_benchmark 1.6.2 (``metrics/zeroshot_retrieval.py``, ``recall_at_k``) computes
+them: a query is a hit at K when one of its positives is among the K candidates ``torch.topk(scores, K)``
+returns, so a positive tied with negatives at the K-th place counts only where topk picks it (the
+field's numbers; littune counted every tie for the positive before). ``retrieval_metrics`` (chunked)
+and ``retrieval_metrics_full`` (reference: the full matrix, as CLIP_benchmark holds it) apply exactly
+this rule. R@K where K reaches the number of candidates (captions for image->text, images for
+text->image) is marked trivial or omitted (``degenerate.py``).
 
 Median rank (``*_medr``) is the median of the 1-based ranks (``np.median``, so
-it can be a .5 value for an even number of queries).
+it can be a .5 value for an even number of queries); a query's rank counts the negatives scoring
+strictly above its best positive (ties in its favour: CLIP_benchmark has no median rank).
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from .degenerate import mark
 
 __all__ = ["retrieval_metrics", "retrieval_metrics_full", "RECALL_KS", "RECALL_KEYS"]
 
@@ -88,13 +89,15 @@ def _check_inputs(
     return image_emb.to(dtype), text_emb.to(device, dtype), t2i.to(device, torch.long)
 
 
-def _summarise(i2t_rank: np.ndarray, t2i_rank: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Turn 0-based ranks into the named metric dict."""
-    out: dict[str, float] = {}
+def _summarise(i2t_hits: dict[int, np.ndarray], t2i_hits: dict[int, np.ndarray], i2t_rank: np.ndarray,
+               t2i_rank: np.ndarray, ks: Sequence[int]) -> dict:
+    """Per-query top-K hits and 0-based ranks -> the named metric dict (R@K marked by ``degenerate.mark``)."""
+    out: dict = {}
+    n, m = len(i2t_rank), len(t2i_rank)
     for k in ks:
-        out[f"i2t_r{int(k)}"] = float(np.mean(i2t_rank < k))
+        mark(out, f"i2t_r{int(k)}", int(k), m, "captions", float(np.mean(i2t_hits[k])) if k in i2t_hits else None)
     for k in ks:
-        out[f"t2i_r{int(k)}"] = float(np.mean(t2i_rank < k))
+        mark(out, f"t2i_r{int(k)}", int(k), n, "images", float(np.mean(t2i_hits[k])) if k in t2i_hits else None)
     out["i2t_medr"] = float(np.median(i2t_rank + 1))
     out["t2i_medr"] = float(np.median(t2i_rank + 1))
     out["n_images"] = int(len(i2t_rank))
@@ -129,27 +132,36 @@ def retrieval_metrics(
     img, txt, t2i = _check_inputs(image_emb, text_emb, text_to_image, ks)
     n, m = img.shape[0], txt.shape[0]
 
+    i2t_ks, t2i_ks = [k for k in ks if k <= m], [k for k in ks if k <= n]  # topk refuses K > candidates
+
     # image -> text: rows are images, columns all M captions.
     i2t_rank = torch.empty(n, dtype=torch.long)
+    i2t_hits = {k: torch.empty(n, dtype=torch.bool) for k in i2t_ks}
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         sim = img[start:stop] @ txt.T  # (B, M)
         rows = torch.arange(start, stop, device=img.device)
         is_pos = t2i[None, :] == rows[:, None]  # (B, M): caption belongs to this image
+        for k in i2t_ks:
+            i2t_hits[k][start:stop] = is_pos.gather(1, sim.topk(k, dim=1).indices).any(dim=1).cpu()
         best_pos = sim.masked_fill(~is_pos, float("-inf")).amax(dim=1)  # (B,)
         # Positives never exceed best_pos, so this counts negatives only.
         i2t_rank[start:stop] = (sim > best_pos[:, None]).sum(dim=1).cpu()
 
     # text -> image: rows are captions, columns all N images.
     t2i_rank = torch.empty(m, dtype=torch.long)
+    t2i_hits = {k: torch.empty(m, dtype=torch.bool) for k in t2i_ks}
     for start in range(0, m, chunk_size):
         stop = min(start + chunk_size, m)
         sim = txt[start:stop] @ img.T  # (B, N)
         own = t2i[start:stop]  # (B,)
+        for k in t2i_ks:
+            t2i_hits[k][start:stop] = (sim.topk(k, dim=1).indices == own[:, None]).any(dim=1).cpu()
         pos = sim.gather(1, own[:, None])  # (B, 1): score of the caption's own image
         t2i_rank[start:stop] = (sim > pos).sum(dim=1).cpu()
 
-    return _summarise(i2t_rank.numpy(), t2i_rank.numpy(), ks)
+    return _summarise({k: v.numpy() for k, v in i2t_hits.items()}, {k: v.numpy() for k, v in t2i_hits.items()},
+                      i2t_rank.numpy(), t2i_rank.numpy(), ks)
 
 
 def _first_positive_rank(scores: np.ndarray, is_pos: np.ndarray) -> np.ndarray:
@@ -172,13 +184,18 @@ def retrieval_metrics_full(
 ) -> dict[str, float]:
     """Reference implementation: full (N, M) matrix and an explicit sort per query.
 
-    Slow and memory-hungry by design (O(N*M) memory, a Python loop per query);
+    Slow and memory-hungry by design (O(N*M) memory, a Python loop per query for the median rank);
     it exists so tests can prove ``retrieval_metrics`` matches it exactly.
     """
     img, txt, t2i = _check_inputs(image_emb, text_emb, text_to_image, ks)
-    sim = (img @ txt.T).cpu().numpy()  # (N, M)
-    owner = t2i.cpu().numpy()  # (M,)
-    is_pos = owner[None, :] == np.arange(sim.shape[0])[:, None]  # (N, M)
+    scores = txt @ img.T  # (M, N), as CLIP_benchmark holds it; image->text reads its transpose
+    positive = torch.zeros_like(scores, dtype=torch.bool)
+    positive[torch.arange(len(scores)), t2i] = True  # (M, N)
+    hits = {}
+    for name, sc, pos in (("t2i", scores, positive), ("i2t", scores.T, positive.T)):
+        hits[name] = {k: pos.gather(1, sc.topk(k, dim=1).indices).any(dim=1).cpu().numpy()
+                      for k in ks if k <= sc.shape[1]}
+    sim, is_pos = scores.T.cpu().numpy(), positive.T.cpu().numpy()  # (N, M)
     i2t_rank = _first_positive_rank(sim, is_pos)
     t2i_rank = _first_positive_rank(sim.T, is_pos.T)
-    return _summarise(i2t_rank, t2i_rank, ks)
+    return _summarise(hits["i2t"], hits["t2i"], i2t_rank, t2i_rank, ks)

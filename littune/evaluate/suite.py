@@ -43,6 +43,7 @@ class EvalSuite:
     def from_evals(cls, evals: Mapping[str, Mapping[str, Any]], cache_root: str | Path | None = None,
                    progress: bool = True) -> "EvalSuite":
         out = []
+        seen: dict[str, str] = {}
         for name, spec in evals.items():
             where = f"evals.{name}"
             spec = dict(spec)
@@ -51,6 +52,12 @@ class EvalSuite:
             kind, every = spec.pop("kind"), spec.pop("every", 0)
             if not isinstance(every, int) or every < 0:
                 raise ConfigError(f"{where}.every must be a whole number of steps >= 0, got {every!r}")
+            # The same evaluation twice would be two rows of one figure in a results table.
+            key = f"{kind}|" + "|".join(f"{k}={_identity(v)}" for k, v in sorted(spec.items()) if v is not None)
+            if key in seen:
+                raise ConfigError(f"{where}: runs the same evaluation as evals.{seen[key]} ({kind} on the same data "
+                                  "with the same options); remove one, or change what it measures")
+            seen[key] = name
             out.append(NamedEval(name, create_evaluator(kind, spec, where=where, cache_root=cache_root,
                                                         progress=progress), every))
         return cls(out)
@@ -85,6 +92,12 @@ class EvalSuite:
         """``{name/metric: value}`` for the metrics each evaluator reports as scalars."""
         return {f"{name}/{k}": m[k] for name, m in results.items()
                 for k in self.evals[name].evaluator.scalars if k in m}
+
+
+def _identity(value: Any) -> str:
+    """An option's value as it identifies data: an existing path made absolute (``./flowers/test``)."""
+    text = str(value)
+    return str(Path(text).resolve()) if Path(text).exists() else text
 
 
 @contextlib.contextmanager
@@ -126,9 +139,11 @@ def eval_retrieval(model: LiTModel, data: str, split: str | None = None, cache_r
 
 
 def eval_probe(model_or_tower: LiTModel | ImageTower, train: str | Path, test: str | Path,
-               cache_root: str | Path | None = None, progress: bool = True) -> dict:
-    """Logistic regression on the image tower's own features: what the tower knows."""
-    return _run("probe", model_or_tower, {"train": str(train), "test": str(test)}, cache_root, progress)
+               cache_root: str | Path | None = None, progress: bool = True, protocol: str = "clip_benchmark") -> dict:
+    """Logistic regression on the image tower's own features: what the tower knows. ``protocol``:
+    clip_benchmark (C by log sweep then binary search) or quick (5 values of C); see evaluate/probe.py."""
+    return _run("probe", model_or_tower, {"train": str(train), "test": str(test), "protocol": protocol},
+                cache_root, progress)
 
 
 __all__ = ["EvalSuite", "NamedEval", "DEV", "eval_zeroshot", "eval_retrieval", "eval_probe", "retrieval_spec"]

@@ -40,6 +40,9 @@ def _parse_lines(text: str, source: str) -> list[str]:
             continue
         if "{}" not in line:
             raise ValueError(f"{source}:{lineno}: template has no '{{}}' placeholder: {line!r}")
+        if line.count("{}") > 1:
+            raise ValueError(f"{source}:{lineno}: template has {line.count('{}')} '{{}}' placeholders; "
+                             f"give exactly one: {line!r}")
         templates.append(line)
     if not templates:
         raise ValueError(f"{source}: no templates found (only blank or '#' comment lines)")

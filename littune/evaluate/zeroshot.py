@@ -17,13 +17,16 @@ averaged (a tested choice: renormalising would give an alias whose prompts disag
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["build_classifier", "zeroshot_metrics", "validate_templates"]
+from .degenerate import mark
+
+__all__ = ["build_classifier", "zeroshot_metrics", "validate_templates", "check_prompt_identity", "token_rows"]
 
 
 def validate_templates(templates: Sequence[str]) -> list[str]:
@@ -36,11 +39,15 @@ def validate_templates(templates: Sequence[str]) -> list[str]:
     for i, t in enumerate(templates):
         if not isinstance(t, str) or "{}" not in t:
             raise ValueError(f"template {i} ({t!r}) has no '{{}}' placeholder for the class name")
+        if t.count("{}") > 1:
+            raise ValueError(f"template {i} ({t!r}) has {t.count('{}')} '{{}}' placeholders; give exactly one")
     return templates
 
 
-def _validate_aliases(classnames: Sequence[str | Sequence[str]]) -> list[list[str]]:
-    """Each class as a list of one or more names; a plain string is one name."""
+def _validate_aliases(classnames: Sequence[str | Sequence[str]],
+                      repeats: Sequence[tuple[int, int]] = ()) -> list[list[str]]:
+    """Each class as a list of one or more names; a plain string is one name. ``repeats``: class
+    index pairs allowed to share their names (CLIP's own list repeats two)."""
     if isinstance(classnames, str):
         raise TypeError("classnames must be a list of strings or of alias lists, not a single string")
     classes = [[c] if isinstance(c, str) else list(c) for c in classnames]
@@ -51,11 +58,13 @@ def _validate_aliases(classnames: Sequence[str | Sequence[str]]) -> list[list[st
             raise ValueError(f"classname {i} has an empty name or is not a string: {classnames[i]!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"classname {i} lists a name twice: {names!r}")
-    _validate_classnames([names[0] for names in classes])  # first names label the results
+    allowed = {frozenset(p) for p in repeats}
+    firsts = [names[0] if not any(i in p for p in allowed) else f"{names[0]}\x00{i}" for i, names in enumerate(classes)]
+    _validate_classnames(firsts)  # first names label the results
     seen: dict[frozenset, int] = {}
     for i, names in enumerate(classes):
         j = seen.setdefault(frozenset(names), i)
-        if j != i:  # the same names in another order: identical rows
+        if j != i and frozenset((i, j)) not in allowed:  # the same names in another order: identical rows
             raise ValueError(f"classes {j} and {i} have the same names {sorted(names)}")
     return classes
 
@@ -78,12 +87,62 @@ def _validate_classnames(classnames: Sequence[str]) -> list[str]:
     return classnames
 
 
+def token_rows(tokenizer: Callable[[list[str]], dict[str, Tensor]]) -> Callable[[list[str]], list[tuple[int, ...]]]:
+    """A littune tokenizer (``texts -> {input_ids, attention_mask}`` (B, T)) as ``texts -> [token ids]``,
+    padding dropped: what the text tower reads of each text."""
+
+    def rows(texts: list[str]) -> list[tuple[int, ...]]:
+        out: list[tuple[int, ...]] = []
+        for start in range(0, len(texts), 4096):
+            tok = tokenizer(texts[start:start + 4096])
+            ids, mask = tok["input_ids"], tok["attention_mask"].bool()
+            out += [tuple(ids[i][mask[i]].tolist()) for i in range(ids.shape[0])]
+        return out
+
+    return rows
+
+
+def check_prompt_identity(tokenize: Callable[[list[str]], list[tuple[int, ...]]], classes: list[list[str]],
+                          templates: list[str], labels: Sequence[str] | None = None,
+                          repeats: Sequence[tuple[int, int]] = ()) -> None:
+    """Refuse two classes whose prompts are the same token ids (identical classifier rows: one of them
+    could never be predicted), as the text tower sees them: after its own canonicalisation and
+    tokenizer, so "Cardigan" and "cardigan" collide for an uncased tower. ``repeats`` (class index
+    pairs) are allowed and named in one warning: CLIP's list repeats two names, and published figures
+    keep them."""
+    labels = list(labels) if labels is not None else [names[0] for names in classes]
+    prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]
+    ids = iter(tokenize(prompts))
+    # A class's row depends on the multiset of its prompts' tokens (the mean ignores order).
+    keys = [tuple(sorted(next(ids) for _ in range(len(names) * len(templates)))) for names in classes]
+    first: dict[tuple, int] = {}
+    allowed = {frozenset(p) for p in repeats}
+    warned = []
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j == i:
+            continue
+        if frozenset((i, j)) in allowed:
+            warned.append(f"{labels[j]!r} ({j}) and {labels[i]!r} ({i})")
+            continue
+        raise ValueError(
+            f"classes {labels[j]!r} ({j}) and {labels[i]!r} ({i}) give the same prompts to this text tower "
+            f"(same tokens after its tokenizer and canonicalisation), so one could never be predicted; "
+            f"name them apart in a classnames file (folder,name;alias lines), e.g. '{labels[i]} (2)'")
+    if warned:
+        warnings.warn(f"CLIP's ImageNet names repeat for {'; '.join(warned)}: kept verbatim as published figures "
+                      "use them (identical classifier rows)", UserWarning, stacklevel=3)
+
+
 @torch.no_grad()
 def build_classifier(
     encode_texts: Callable[[list[str]], Tensor],
     classnames: Sequence[str | Sequence[str]],
     templates: Sequence[str],
     batch_size: int = 256,
+    tokenize: Callable[[list[str]], list[tuple[int, ...]]] | None = None,
+    labels: Sequence[str] | None = None,
+    repeats: Sequence[tuple[int, int]] = (),
 ) -> Tensor:
     """Build the (C, D) zero-shot classifier by prompt ensembling.
 
@@ -95,14 +154,21 @@ def build_classifier(
         templates: T templates, each containing ``{}`` where the class name goes.
         batch_size: max prompts per ``encode_texts`` call; the sum over classes of A_c*T
             prompts is sent in batches regardless of class boundaries.
+        tokenize: the text tower's own tokenizer as ``texts -> token id tuples`` (see
+            :func:`token_rows`); given, two classes whose prompts reach the tower as the same tokens
+            are refused (:func:`check_prompt_identity`).
+        labels: the C display names used in those errors (default: each class's first name).
+        repeats: class index pairs allowed to collide, with one warning (CLIP's known repeats).
 
     Returns:
         (C, D) float32 tensor with L2-normalised rows, on the device ``encode_texts`` used.
     """
-    classes = _validate_aliases(classnames)
+    classes = _validate_aliases(classnames, repeats)
     templates = validate_templates(templates)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if tokenize is not None:
+        check_prompt_identity(tokenize, classes, templates, labels, repeats)
     # Class-major, then alias, then template. str.replace (not .format) so that other braces in a
     # template or class name are left untouched.
     prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]
@@ -141,9 +207,11 @@ def zeroshot_metrics(
         return_predictions: also return ``predictions`` (list of N top-1 class indices).
         chunk_size: images scored at once (memory ~ chunk_size x C floats).
 
-    Returns:
-        ``top1``, ``top5`` (only with more than 5 classes: with C <= 5 every image would be a
-        top-5 hit, and 1.0 would read as a result), ``mean_per_class`` (mean over classes that have test images), ``n``,
+    Returns (as CLIP_benchmark's ``zeroshot_classification.evaluate`` defines them; its acc1, acc5,
+    mean_per_class_recall):
+        ``top1``; ``top5`` (with C >= 5; at C == 5 it is 1.0 by construction and listed in ``trivial``,
+        below 5 it is listed in ``omitted``: ``degenerate.py``'s rule); ``mean_per_class`` (recall
+        averaged over the classes that have test images: sklearn's ``balanced_accuracy_score``); ``n``,
         ``per_class`` {name: accuracy} for classes with at least one image,
         ``confusion`` (C x C list of int lists, rows = true class, cols = predicted).
     """
@@ -158,6 +226,9 @@ def zeroshot_metrics(
         raise ValueError(f"embedding dims differ: images D={image_emb.shape[1]}, classifier D={classifier.shape[1]}")
     if c != len(classnames):
         raise ValueError(f"classifier has {c} rows but {len(classnames)} classnames were given")
+    if c < 2:
+        raise ValueError(f"zero-shot classification needs at least 2 classes, got {c} ({classnames}): with one "
+                         "class every image is 'right' and top-1 would read 1.0")
     if n == 0:
         raise ValueError("image_emb is empty; need at least one image")
     labels = torch.as_tensor(labels).to(torch.long).cpu()
@@ -187,10 +258,10 @@ def zeroshot_metrics(
     per_class = {
         name: float(correct[i] / support[i]) for i, name in enumerate(classnames) if present[i]
     }
-    out: dict = {
-        "top1": float(hit1.float().mean()),
-        **({"top5": float(hitk.float().mean())} if c > 5 else {}),  # with C <= 5 it is 1.0 by construction
-        "mean_per_class": float((correct[present].float() / support[present].float()).mean()),
+    out: dict = {"top1": int(hit1.sum()) / n}  # counts over N: no float32 rounding
+    mark(out, "top5", 5, c, "classes", int(hitk.sum()) / n)  # trivial at C == 5, omitted below
+    out |= {
+        "mean_per_class": float((correct[present].double() / support[present].double()).mean()),
         "n": n,
         "n_classes": c,
         "per_class": per_class,

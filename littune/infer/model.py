@@ -7,8 +7,11 @@
 
 Classification is CLIP's zero-shot protocol (arXiv 2103.00020 Sec. 3.1.4, used by LiT arXiv
 2111.07991): each label is written into every prompt template, the prompt embeddings of a label are
-averaged (``evaluate.zeroshot.build_classifier``), and the probabilities are a softmax over the
-labels of the model's learned temperature times the cosine similarities. A label may give several
+averaged (``evaluate.zeroshot.build_classifier``), and the probabilities are those the model was
+trained to give (``probability_kind``): for the softmax loss (CLIP, LiT) a softmax over the labels of
+the learned temperature times the cosine similarities; for the sigmoid loss (SigLIP, arXiv
+2303.15343) each label's own ``sigmoid(t * cos + b)`` with the learned bias, independent of the
+other labels (they need not sum to 1), as open_clip computes them on the export. A label may give several
 names separated by ';' (``"rose;garden rose"``): its prompts are averaged over every name, as a
 classnames file's aliases are; results keep the label as typed.
 
@@ -29,7 +32,7 @@ from ..data.images import DEFAULT_MAX_PIXELS, BadImage, BadInputLog, load_image
 from ..encode import encode_features, encode_texts
 from ..evaluate.classnames import split_aliases
 from ..evaluate.templates import get_templates
-from ..evaluate.zeroshot import build_classifier, validate_templates
+from ..evaluate.zeroshot import build_classifier, token_rows, validate_templates
 from ..model import LiTModel
 from ..config import ExperimentConfig
 from .index import ImageIndex, IndexOptions, build_index, read_meta
@@ -85,6 +88,11 @@ class LiT:
     def temperature(self) -> float:
         return self.model.temperature
 
+    @property
+    def probability_kind(self) -> str:
+        """``softmax`` (over the labels) or ``sigmoid`` (per label, with the bias): as the model was trained."""
+        return "sigmoid" if self.cfg.train.loss == "sigmoid" else "softmax"
+
     def __repr__(self) -> str:
         return (f"LiT(image={self.model.image.name}, text={self.model.text.name}, embed_dim={self.embed_dim}, "
                 f"source={self.source!r})")
@@ -131,7 +139,9 @@ class LiT:
                 self._classifiers.move_to_end(key)
                 return self._classifiers[key]
             aliases = [split_aliases(label, "labels") for label in labels]
-            weights = build_classifier(lambda t: encode_texts(self.model, t), aliases, prompts).cpu()
+            # Labels the text tower cannot tell apart ("Cat" and "cat" for an uncased one) are refused.
+            weights = build_classifier(lambda t: encode_texts(self.model, t), aliases, prompts,
+                                       tokenize=token_rows(self.model.tokenize), labels=labels).cpu()
             self._classifiers[key] = weights
             while len(self._classifiers) > self._classifier_cache:
                 self._classifiers.popitem(last=False)
@@ -139,18 +149,22 @@ class LiT:
 
     def probabilities(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
                       templates: str | Sequence[str] | None = None) -> torch.Tensor:
-        """(N, C) probabilities, columns in the order of ``labels``; each row sums to 1."""
-        return self._softmax(self.embed_images(images), self.classifier(labels, templates))
+        """(N, C) probabilities, columns in the order of ``labels``: of ``probability_kind`` (a softmax
+        row sums to 1; sigmoid probabilities are each label's own)."""
+        return self._probs(self.embed_images(images), self.classifier(labels, templates))
 
-    def _softmax(self, emb: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _probs(self, emb: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """(N, E) image embeddings, (C, E) classifier -> (N, C) probabilities at the learned temperature."""
         logits = self.model.logit_scale.detach().exp().float().cpu() * emb @ weights.T  # (N, C)
+        if self.probability_kind == "sigmoid":
+            return torch.sigmoid(logits + self.model.logit_bias.detach().float().cpu())  # SigLIP's per-pair probability
         return logits.softmax(dim=-1)
 
     def classify(self, images: ImageInput | Sequence[ImageInput], labels: str | Sequence[str],
                  templates: str | Sequence[str] | None = None, bad: BadInputLog | None = None,
                  batch_size: int = 32) -> list[dict[str, float] | None]:
         """One ``{label: probability}`` per image, most probable first; ``None`` for an unreadable one.
+        The probabilities are of ``probability_kind`` (softmax or sigmoid, as the model was trained).
 
         ``labels``: each one name or several separated by ';' ("rose;garden rose").
         ``templates``: None (the built-in "simple" set), a built-in name, a file of lines with
@@ -175,7 +189,7 @@ class LiT:
                 except BadImage as e:
                     errors.append((i, e))
             if decoded:
-                probs = self._softmax(self.embed_images(list(decoded.values()), batch_size), weights)
+                probs = self._probs(self.embed_images(list(decoded.values()), batch_size), weights)
                 for i, row in zip(decoded, probs):
                     out[i] = _ranked(labels, row)
         if len(errors) == len(images):

@@ -5,7 +5,9 @@ not) is loaded by open_clip itself and wrapped into a ``LiTModel`` whose towers 
 
     image tower  open_clip's ``encode_image`` (its projection included) on pixels from open_clip's own
                  eval transform (``preprocess_cfg``), locked, fingerprinted over ``visual.*``
-    text tower   open_clip's ``encode_text`` on ids from open_clip's own tokenizer
+    text tower   open_clip's ``encode_text`` on ids from open_clip's own tokenizer; texts reach it as
+                 given (no canonical form: CLIP_benchmark's tokens) unless the folder is a littune
+                 export, whose model was trained on canonical texts (towers/canonical.py)
     heads        the identity; ``logit_scale`` (and ``logit_bias``) copied from the open_clip model
 
 The evaluators, ``encode_texts`` and the embedding cache see what they see in any littune model (a
@@ -101,10 +103,34 @@ class OpenCLIPTextTower(TextTower):
         raise ValueError(f"{self.name}: an open_clip tower is evaluated as it is; it cannot be partly locked")
 
 
-def _tokenizer(oc_tokenizer) -> Tokenizer:
+def _definition(oc_tokenizer) -> str | None:
+    """What makes the token ids (so text caches can tell tokenizers apart): a Hugging Face tokenizer's
+    tokenizer.json, or open_clip's BPE tokenizer's vocabulary, merges and cleaning."""
+    inner = getattr(oc_tokenizer, "tokenizer", None)
+    backend = getattr(inner, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.to_str()
+    if inner is not None and hasattr(inner, "get_vocab"):
+        return repr(sorted(inner.get_vocab().items()))
+    if hasattr(oc_tokenizer, "encoder") and hasattr(oc_tokenizer, "bpe_ranks"):
+        clean = getattr(getattr(oc_tokenizer, "clean_fn", None), "__name__", "")
+        return repr((type(oc_tokenizer).__name__, clean, sorted(oc_tokenizer.encoder.items()),
+                     sorted(oc_tokenizer.bpe_ranks.values())))
+    return None
+
+
+def _tokenizer(oc_tokenizer, canonical: bool = False) -> Tokenizer:
+    """open_clip's tokenizer behind littune's interface; ``canonical``: put texts in littune's canonical
+    form first (only for a model littune trained, which read its captions that way)."""
     inner = getattr(oc_tokenizer, "tokenizer", None)  # HFTokenizer wraps a transformers tokenizer
     pad = getattr(inner, "pad_token_id", None) or 0  # open_clip's own tokenizers pad with 0
     ctx = int(oc_tokenizer.context_length)
+    lowercase = False
+    if canonical and inner is not None and hasattr(inner, "get_vocab"):
+        from ..towers.canonical import needs_lowercase  # as the run's own tokenizer decided (text_hf.py)
+
+        lowercase = needs_lowercase(inner.get_vocab(), getattr(inner, "backend_tokenizer", None),
+                                    getattr(inner, "do_lower_case", False))
 
     def encode(texts: list[str]) -> dict[str, torch.Tensor]:
         ids = oc_tokenizer(texts)  # (B, context_length)
@@ -115,7 +141,8 @@ def _tokenizer(oc_tokenizer) -> Tokenizer:
             raise ValueError("this open_clip tokenizer cannot be saved")
         oc_tokenizer.save_pretrained(str(folder))
 
-    return Tokenizer(encode, ctx, int(getattr(inner, "vocab_size", 0) or 0), save)
+    return Tokenizer(encode, ctx, int(getattr(inner, "vocab_size", 0) or 0), save, _definition(oc_tokenizer),
+                     lowercase, canonical)
 
 
 def check_record(folder: Path, config: dict[str, Any]) -> None:
@@ -167,7 +194,8 @@ def load_open_clip(spec: str | Path, device: str = "cpu") -> LiTModel:
     tokenizer = open_clip.get_tokenizer(f"{SCHEME}{folder}")
     dim, name = int(config["model_cfg"]["embed_dim"]), f"open_clip:{folder.resolve().name}"
     image = OpenCLIPImageTower(clip, name, dim, OpenCLIPPreprocess(clip.visual.preprocess_cfg))
-    text = OpenCLIPTextTower(clip, _tokenizer(tokenizer), name, dim)
+    trained_here = (config.get("littune") or {}).get("format") == RECORD_FORMAT  # the record asks for it
+    text = OpenCLIPTextTower(clip, _tokenizer(tokenizer, canonical=trained_here), name, dim)
     model = LiTModel(image, text, image_head="none", text_head=nn.Identity(), embed_dim=dim,
                      init_temperature=math.exp(float(clip.logit_scale.detach().reshape(-1)[0])))
     with torch.no_grad():

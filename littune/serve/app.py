@@ -218,6 +218,7 @@ def create_app(lit, index=None, limits: ServeLimits | None = None, access: Acces
         order = probs.argsort(descending=True, stable=True).tolist()
         ranked = [{"label": names[j], "probability": float(probs[j])} for j in order]
         return {"image": name, "label": ranked[0]["label"], "ranked": ranked,
+                "probabilities": lit.probability_kind,  # softmax over the labels, or sigmoid per label
                 "ms": round(1000 * (time.perf_counter() - t0), 1)}
 
     @app.get("/api/search")

@@ -72,9 +72,9 @@ def flat_metrics(study: StudyConfig, results: dict[str, dict]) -> dict:
     for name, m in results.items():
         kind = study.evals[name]["kind"]
         if kind == "retrieval" and "i2t_r1" not in out:
-            out.update({k: m[k] for k in RECALL_KEYS})
+            out.update({k: m.get(k) for k in RECALL_KEYS})  # None: omitted (evaluate/degenerate.py)
         elif kind == "zeroshot" and "zeroshot_top1" not in out:
-            out.update({"zeroshot_top1": m["top1"], "zeroshot_top5": m.get("top5"),
+            out.update({"zeroshot_top1": m["top1"], "zeroshot_top5": None if "top5" in m.get("trivial", {}) else m.get("top5"),
                         "zeroshot_per_class": m["per_class"]})
         elif kind == "probe" and "probe_top1" not in out:
             out["probe_top1"] = m["top1"]

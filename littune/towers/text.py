@@ -45,12 +45,14 @@ class Tokenizer:
 
     def __init__(self, encode: Callable[[list[str]], dict[str, torch.Tensor]], context_length: int,
                  vocab_size: int, save: Callable[[Path], None], definition: str | None = None,
-                 lowercase: bool = False):
+                 lowercase: bool = False, canonical: bool = True):
         """``definition``: the tokenizer's full description (its tokenizer.json text), so a cache of
         token features can tell whether it was made with this tokenizer; ``lowercase``: whether texts
-        are lower-cased before it (towers/canonical.py)."""
+        are lower-cased before it (towers/canonical.py); ``canonical=False``: texts reach the tokenizer
+        exactly as given (a model littune did not train is measured on its own tokens)."""
         self._encode, self._save = encode, save
         self.context_length, self.vocab_size, self.lowercase = context_length, vocab_size, lowercase
+        self.canonical = canonical
         self._definition = definition
 
     def fingerprint(self) -> str:
@@ -59,10 +61,13 @@ class Tokenizer:
         if self._definition is None:
             raise ValueError("this tokenizer has no definition to fingerprint")
         key = f"{self.context_length}|{int(self.lowercase)}|{self._definition}"
+        if not self.canonical:  # (kept out of the key otherwise: existing caches keep their names)
+            key = f"raw|{key}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self._encode([canonical_text(t, self.lowercase) for t in check_texts(texts)])
+        texts = check_texts(texts)
+        return self._encode([canonical_text(t, self.lowercase) for t in texts] if self.canonical else texts)
 
     def save(self, folder: str | Path) -> None:
         self._save(Path(folder))

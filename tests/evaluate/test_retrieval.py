@@ -12,9 +12,9 @@ from littune.evaluate.retrieval import retrieval_metrics, retrieval_metrics_full
 TOY_SCORES = torch.tensor(
     [
         # captions: 0    1    2    3    4    5   (owners 0,0,1,1,2,2)
-        [0.9, 0.1, 0.8, 0.7, 0.0, 0.0],  # img0: best own 0.9 beats all -> rank 0
-        [0.9, 0.8, 0.5, 0.7, 0.6, 0.0],  # img1: best own 0.7, two negatives above -> rank 2
-        [0.5, 0.5, 0.5, 0.5, 0.5, 0.4],  # img2: best own 0.5 ties with negatives -> rank 0
+        [0.9, 0.1, 0.8, 0.7, 0.0, 0.05],  # img0: best own 0.9 beats all -> rank 0
+        [0.85, 0.8, 0.5, 0.75, 0.6, 0.02],  # img1: best own 0.75, two negatives above -> rank 2
+        [0.5, 0.45, 0.3, 0.2, 0.55, 0.4],  # img2: best own 0.55 -> rank 0
     ]
 )
 TOY_OWNERS = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -31,7 +31,8 @@ def test_toy_exact_values(fn):
     # text->image: columns of TOY_SCORES vs own image; ranks (1-based) [1, 3, 2, 1, 2, 1]
     assert m["t2i_r1"] == pytest.approx(3 / 6)
     assert m["t2i_r2"] == pytest.approx(5 / 6)
-    assert m["t2i_r3"] == 1.0
+    assert m["t2i_r3"] == 1.0 and "K=3 equals the 3 images" in m["trivial"]["t2i_r3"]  # every query hits
+    assert "i2t_r3" not in m["trivial"]  # 6 captions to choose from
     assert m["t2i_medr"] == 1.5
     assert (m["n_images"], m["n_texts"]) == (3, 6)
 
@@ -151,3 +152,35 @@ def test_cli_refuses_a_contradictory_split_before_loading_the_model(tmp_path, ca
     assert "littune eval: error:" in err and "'dev'" in err and "'test'" in err
     assert main(args) == 2  # no contradiction: it gets as far as the (missing) model
     assert "model directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fn", [retrieval_metrics, retrieval_metrics_full])
+def test_ties_as_clip_benchmark_resolves_them(fn):
+    """Tie-heavy integer scores: R@K equals CLIP_benchmark 1.6.2's own ``recall_at_k`` (torch.topk)."""
+    from clip_benchmark.metrics.zeroshot_retrieval import recall_at_k
+
+    img, txt, owners = _random_problem(n=40, per_image=3, d=4, seed=6, integer=True)
+    scores = txt @ img.T  # (M, N) as CLIP_benchmark holds it
+    positive = torch.zeros_like(scores, dtype=torch.bool)
+    positive[torch.arange(len(scores)), owners] = True
+    m = fn(img, txt, owners)
+    optimistic = retrieval_metrics_full(img, txt, owners)["i2t_medr"]  # ranks still count ties for the positive
+    assert optimistic >= 1
+    differs = False
+    for k in (1, 5, 10):
+        theirs_t2i = (recall_at_k(scores, positive, k) > 0).float().mean().item()
+        theirs_i2t = (recall_at_k(scores.T, positive.T, k) > 0).float().mean().item()
+        assert (m[f"t2i_r{k}"], m[f"i2t_r{k}"]) == pytest.approx((theirs_t2i, theirs_i2t), abs=1e-6), k
+        sim = (img @ txt.T)
+        best = sim.masked_fill(owners[None, :] != torch.arange(40)[:, None], float("-inf")).amax(1)
+        differs |= float(((sim > best[:, None]).sum(1) < k).float().mean()) != theirs_i2t
+    assert differs  # the ties matter here: counting them for the positive gives other figures
+
+
+def test_recall_at_k_beyond_the_candidates_is_omitted_with_the_reason():
+    img, txt, owners = _random_problem(n=3, per_image=2, d=8, seed=7)
+    m = retrieval_metrics(img, txt, owners)  # 3 images, 6 captions
+    assert "t2i_r5" not in m and "t2i_r10" not in m and "i2t_r10" not in m
+    assert "K=5 exceeds the 3 images" in m["omitted"]["t2i_r5"]
+    assert "K=10 exceeds the 6 captions" in m["omitted"]["i2t_r10"]
+    assert "i2t_r5" in m and "t2i_r1" in m and "trivial" not in m

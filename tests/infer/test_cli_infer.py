@@ -27,7 +27,7 @@ def test_classify_json_schema(tiny_lit_run, capsys):
     assert isinstance(out, list) and len(out) == 3
     expected = littune.load(run).classify(images, labels)
     for row, path, exp in zip(out, images, expected):
-        assert set(row) == {"image", "label", "scores"}
+        assert set(row) == {"image", "label", "scores", "probabilities"} and row["probabilities"] == "softmax"
         assert row["image"] == path
         assert list(row["scores"]) == list(exp) and set(row["scores"]) == set(labels)
         assert row["label"] == max(row["scores"], key=row["scores"].get) == next(iter(exp))
@@ -77,7 +77,8 @@ def test_classify_skips_bad_files_and_goes_on(tiny_lit_run, photos, capsys):
     assert out[3] == {"image": missing, "label": None, "scores": None, "skipped": f"{missing}: missing"}
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert [line for line in printed.out.splitlines() if not line.startswith(" ")] == [good[0], good[1]]
+    assert [line for line in printed.out.splitlines() if not line.startswith(" ")] == [
+        good[0], good[1], "probabilities: softmax over the labels"]
     assert printed.err.splitlines() == [f"skipped {reason}", f"skipped {missing}: missing"]
 
 

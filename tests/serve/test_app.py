@@ -37,7 +37,7 @@ def test_classify_ranks_labels_with_probabilities(client, serve_lit, tiny_lit_ru
     r = client.post("/api/classify", files={"image": (image.name, _jpeg(image), "image/jpeg")}, data={"labels": LABELS})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["image"] == image.name and set(out) >= {"label", "ranked", "ms"}
+    assert out["image"] == image.name and set(out) >= {"label", "ranked", "ms"} and out["probabilities"] == "softmax"
     probs = [x["probability"] for x in out["ranked"]]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
     expected = serve_lit.classify(image, LABELS)[0]

@@ -89,7 +89,8 @@ $("classify").addEventListener("click", async () => {
   try {
     const out = await api("/api/classify", { method: "POST", body: form });
     renderBars(out.ranked);
-    $("classify-time").textContent = `top: ${out.label} · ${out.ms} ms`;
+    const kind = out.probabilities === "sigmoid" ? "sigmoid, per label" : "softmax over the labels";
+    $("classify-time").textContent = `top: ${out.label} · ${kind} · ${out.ms} ms`;
   } catch (err) {
     $("bars").replaceChildren();
     showError("classify-error", err.message);
