@@ -26,7 +26,8 @@ from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
 from ..config import ExperimentConfig, validate
-from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
+from .data import (CachedBatches, LiveBatches, caption_counts, live_items, open_cache, open_text_cache,
+                   schedule_options)
 from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
 from ..evaluate.summary import build_report
@@ -122,8 +123,9 @@ class Trainer:
 
             self.schedule = self.batches = StreamingBatches.from_config(cfg, transform, self.rank, self.world)
         else:
-            self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
-                                         cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
+            self.schedule = PairSchedule(caption_counts(captions), t.batch_size, t.seed,
+                                         cfg.data.views if self.cached else 0, rank=self.rank, world=self.world,
+                                         **(schedule_options(cache, cfg.data) if self.cached else {}))
             self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)
