@@ -75,6 +75,13 @@ class MetadataColumn(Sequence):
         for s in range(len(self.shards)):
             yield from self._shard(s).to_pylist()
 
+    def __eq__(self, other) -> bool:  # compares with a list the way the list it replaced did
+        if isinstance(other, (list, tuple, MetadataColumn)):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # mutable cache inside: not hashable, as a list
+
     def counts(self) -> np.ndarray:
         """(N,) int64 list lengths of a list column (captions per image), without Python lists; the
         shards read for it are not kept."""

@@ -52,7 +52,7 @@ def test_metadata_is_read_as_arrow_columns_shard_by_shard(synth):
     assert caps[17] == want[17] and caps[-1] == want[-1]
     assert len(caps._loaded) == 2  # the shards of rows 17 and 49 only
     assert caps.take([49, 0, 17, 9]) == [want[49], want[0], want[17], want[9]]
-    assert list(caps) == want and caps.counts().tolist() == [len(c) for c in want]
+    assert list(caps) == want and caps == want and caps.counts().tolist() == [len(c) for c in want]
     assert list(cache.keys)[:2] == ["synth/000000000.jpg", "synth/000000001.jpg"]
     caps.max_shards = 2
     caps.take(np.arange(ROWS))
