@@ -27,3 +27,7 @@ def test_gpu_check_on_cpu(shared_data, tmp_path):
     assert figures["losses_vs_cpu"]["max_rel_diff"] == 0.0  # the same device: the same numbers
     assert len(figures["torchrun"]["losses"]) == 2 and figures["torchrun"]["nproc"] == 2
     assert figures["torchrun"]["max_rel_diff_vs_one_process"] <= 1e-3  # two processes, one global batch
+    plan = figures["plan"]  # what docs/scale_plan.md assumes, measured (here on the CPU, 2 rows)
+    assert plan["batch"] == 2 and plan["matmul_bf16_gflops"] > 0 and plan["stated_peak_bf16_gflops"] is None
+    assert plan["vit_b16_forward"]["gflops"] > 0 and 0 < plan["vit_b16_forward"]["of_matmul"] < 5
+    assert plan["bert_base_train"]["gflops"] > 0 and plan["bert_base_train"]["plan_activation_mib_per_example"] > 1
