@@ -10,7 +10,7 @@ Every number is derived in the open (the "how" column, and the JSON's ``inputs``
   bench_scale.py), plus attention's 4 x layers x tokens^2 x width per forward (small at 16 text
   tokens, 3% of a ViT-B/16 forward at 197 tokens); the parameters are counted on the real modules.
 - GPU time = FLOPs / (peak bf16 FLOP/s x an assumed utilisation): --gpu-mfu-train / --gpu-mfu-embed.
-  These two are the numbers a GPU run must check: ``benchmarks/gpu_check.py --plan`` measures both.
+  These two are the numbers a GPU run must check: ``benchmarks/gpu_check.py`` measures both (its ``plan``).
 - The CPU side of embedding (decode + resize of every image) from this machine's measured time per
   image, spread over the GPU node's cores; embedding takes the longer of the GPU and CPU parts.
 - Several GPUs: data parallel; per step the gradient all-reduce (ring: 2 (G-1)/G x bf16 gradients over
@@ -193,7 +193,7 @@ def render(c: dict, f: dict, m: dict, p: dict, a) -> str:
              f"- GPU: {GPU['name']}, {GPU['peak_bf16_tflops']:.0f} TFLOP/s peak dense bf16, {GPU['memory_gib']:.0f} GB; "
              f"{GPU['cpu_cores_per_gpu']} CPU cores per GPU; links {GPU['nvlink_gbps']:.0f} GB/s (NVLink, within 8) and "
              f"{GPU['internode_gbps']:.0f} GB/s (InfiniBand 400 Gb/s, 64 = 8 nodes).",
-             f"- Assumed GPU utilisation (check with `benchmarks/gpu_check.py --plan`): training {a.gpu_mfu_train:.0%}, "
+             f"- Assumed GPU utilisation (checked by `benchmarks/gpu_check.py`, its `plan` figures): training {a.gpu_mfu_train:.0%}, "
              f"embedding {a.gpu_mfu_embed:.0%} of peak.", "",
              "Embedding (once per data set) and the cache on disk:", "",
              "| data | GPUs | GPU part (h) | CPU decode (h) | embedding time (h) | bound by | cache (GB) |",
