@@ -115,3 +115,17 @@ def test_uniform_sampling_from_a_cache_larger_than_memory_says_so(synth, tower_w
     with warnings.catch_warnings():
         warnings.simplefilter("error", train_data.LargeCacheWarning)  # asked for: nothing to say
         Trainer(load_config(None, [*cfg, "data.shuffle_buffer=2", f"train.out_dir={tmp_path / 'run2'}"]))
+
+
+def test_the_schedules_draws_are_the_ones_before_chunking(monkeypatch):
+    """Caption indices are drawn in chunks (bounded memory at 10M rows): the same numbers as one draw."""
+    n_caps = np.random.default_rng(1).integers(1, 6, 50)
+    monkeypatch.setattr(PairSchedule, "CHUNK", 7)
+    for views in (0, 2):
+        order, caption, view = PairSchedule(n_caps, 4, seed=5, views=views).epoch(2)
+        rng = np.random.default_rng([5, 2])  # the draws as the schedule made them in one go before
+        want_order = rng.permutation(50)
+        want_caption = (rng.random(50) * n_caps[want_order]).astype(np.int64)
+        want_view = rng.integers(0, views + 1, 50) if views else np.zeros(50, np.int64)
+        assert np.array_equal(order, want_order) and np.array_equal(caption, want_caption)
+        assert np.array_equal(view, want_view) and (caption < n_caps[order]).all()
