@@ -59,9 +59,16 @@ class LargeCacheWarning(UserWarning):
     """Rows drawn uniformly from a cache larger than half the memory: steps may wait on the disk."""
 
 
-def schedule_options(cache: EmbeddingCache, cfg: DataConfig) -> dict:
+def schedule_options(cache: EmbeddingCache | None, cfg: DataConfig) -> dict:
     """PairSchedule's shard options for ``cache``: its shards' boundaries and ``data.shuffle_buffer``;
-    says so (never silently) when uniform sampling will read a cache larger than half the memory at random."""
+    says so (never silently) when uniform sampling will read a cache larger than half the memory at random.
+    ``cache`` None (live images): a shuffle buffer is refused, not ignored."""
+    if cache is None:
+        if cfg.shuffle_buffer:
+            raise ValueError(f"data.shuffle_buffer={cfg.shuffle_buffer} reads the shards of an embedding cache, "
+                             "and this run reads images (an unlocked image tower or data.use_cache=false); "
+                             "set it to 0 (data.stream_buffer shuffles streamed shards)")
+        return {}
     size = len(cache) * cache.embed_dim * np.dtype(cache.manifest.dtype).itemsize
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     if not cfg.shuffle_buffer and ram and size > ram / 2:

@@ -125,7 +125,7 @@ class Trainer:
         else:
             self.schedule = PairSchedule(caption_counts(captions), t.batch_size, t.seed,
                                          cfg.data.views if self.cached else 0, rank=self.rank, world=self.world,
-                                         **(schedule_options(cache, cfg.data) if self.cached else {}))
+                                         **schedule_options(cache if self.cached else None, cfg.data))
             self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         self.loss_fn = create_loss(t.loss, local_loss=t.local_loss)

@@ -129,3 +129,14 @@ def test_the_schedules_draws_are_the_ones_before_chunking(monkeypatch):
         want_view = rng.integers(0, views + 1, 50) if views else np.zeros(50, np.int64)
         assert np.array_equal(order, want_order) and np.array_equal(caption, want_caption)
         assert np.array_equal(view, want_view) and (caption < n_caps[order]).all()
+
+
+def test_a_shuffle_buffer_without_a_cache_is_refused_by_name(tower_weights, tokenizer_file, tmp_path):  # noqa: F811
+    from tests.cache.tiny_data import make_dataset
+
+    csv = make_dataset(tmp_path / "data", 4)
+    cfg = [*model_overrides(tower_weights, tokenizer=tokenizer_file), f"data.train={csv}", "data.use_cache=false",
+           "data.shuffle_buffer=2", f"train.out_dir={tmp_path / 'run'}", "train.batch_size=2", "train.progress=false"]
+    with pytest.raises(ValueError, match=r"data.shuffle_buffer=2 reads the shards of an embedding cache, and this "
+                                         r"run reads images"):
+        Trainer(load_config(None, cfg))
