@@ -98,12 +98,13 @@ def torchrun_steps(overrides: list[str], nproc: int) -> tuple[float, Path]:
     return time.perf_counter() - t0, out
 
 
-def plan_check(device: str, batch: int, reps: int = 3) -> dict:
+def plan_check(device: str, batch: int) -> dict:
     """What the scale plan assumes, measured on ``device`` (docs/scale_plan.md, item 7 of issue 24)."""
     from bench_scale import matmul_gflops
     from scale_plan import GPU, RECIPE, act_bytes_per_example, count_towers, flops
 
     on_gpu = device.startswith("cuda")
+    reps = 3 if on_gpu else 1  # the CPU run checks the code path; a GPU's figures are the ones to keep
     c = count_towers()
     f = flops(c)
     amp = torch.autocast("cuda" if on_gpu else "cpu", torch.bfloat16)
