@@ -16,7 +16,8 @@ from .text import TextManifest, check_text_cache
 from .verify import VerifyReport, check_cache
 
 
-def verify_cache(folder: str | Path, hashes: bool = True, sources: bool = True, deep: bool = False) -> list[VerifyReport]:
+def verify_cache(folder: str | Path, hashes: bool = True, sources: bool = True,
+                 deep: bool = False) -> list[VerifyReport]:
     """Check a cache folder: an image cache (and the text caches inside it) or a text cache alone;
     ``sources``: also the image cache's source images' sizes (``deep``: their re-read SHA-256)."""
     folder = Path(folder)

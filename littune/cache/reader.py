@@ -81,7 +81,8 @@ class EmbeddingCache:
             return self._shards[s]
         arr = self._resident.get(s)
         if arr is None:
-            arr = self._resident[s] = np.load(self.folder / "img_emb" / f"img_emb_{self.manifest.shards[s]['index']}.npy")
+            k = self.manifest.shards[s]["index"]
+            arr = self._resident[s] = np.load(self.folder / "img_emb" / f"img_emb_{k}.npy")  # read whole
             while len(self._resident) > self._max_resident:
                 self._resident.popitem(last=False)
         else:

@@ -62,14 +62,16 @@ def check_sources(report: VerifyReport, m: Manifest, deep: bool = False) -> Veri
             report.repair = (f"restore the original images, or embed the data again into a new folder "
                              f"(`littune embed --data {m.source} --out NEW_FOLDER --tower {m.tower}`): this cache "
                              "holds features of the images as they were")
+    # what cannot be checked: a note by default, a problem when --deep was asked to re-hash everything
+    unchecked = report.problems.setdefault(-1, []) if deep else report.notes
     if unrecorded:
-        what = (f"shards {_ranges(unrecorded)}: no source hashes recorded (embedded by an older littune or "
-                "written synthetically)")
-        (report.problems.setdefault(-1, []) if deep else report.notes).append(what + ("; cannot re-hash" if deep else ""))
+        unchecked.append(f"shards {_ranges(unrecorded)}: no source hashes recorded (embedded by an older littune or "
+                         "written synthetically)" + ("; cannot re-hash" if deep else ""))
     if absent:
-        what = f"{absent} source images not found (moved, or streamed bytes never stored as files)"
-        (report.problems.setdefault(-1, []) if deep else report.notes).append(what + ("; cannot re-hash" if deep else
-                                                                                     "; sizes of the others checked"))
+        unchecked.append(f"{absent} source images not found (moved, or streamed bytes never stored as files)"
+                         + ("; cannot re-hash" if deep else "; sizes of the others checked"))
+    if deep and not report.problems[-1]:
+        del report.problems[-1]
     return report
 
 

@@ -57,7 +57,8 @@ def _synth_parser(sub) -> None:
                                    "measuring training at scale; prints one JSON line")
     s.add_argument("--rows", type=int, required=True, help="rows (images) in the cache")
     s.add_argument("--out", required=True, help="a new folder for the cache")
-    s.add_argument("--tower", default="efficientnet_lite0", help="the image tower whose identity and width the cache carries")
+    s.add_argument("--tower", default="efficientnet_lite0",
+                   help="the image tower whose identity and width the cache carries")
     s.add_argument("--checkpoint", default=None, help="local weights file for the tower (default: its own weights)")
     s.add_argument("--shard-size", type=int, default=4096, help="rows per shard")
     s.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="feature dtype")

@@ -52,7 +52,8 @@ class PairSchedule:
         shard_order = rng.permutation(len(self.starts) - 1)
         order, pos = np.empty(self.n, np.int64), 0
         for w in range(0, len(shard_order), self.buffer):
-            rows = np.concatenate([np.arange(self.starts[s], self.starts[s + 1]) for s in shard_order[w:w + self.buffer]])
+            window = shard_order[w:w + self.buffer]
+            rows = np.concatenate([np.arange(self.starts[s], self.starts[s + 1]) for s in window])
             order[pos:pos + len(rows)] = rows[rng.permutation(len(rows))]
             pos += len(rows)
         return order
