@@ -15,7 +15,8 @@ that the GPU computes what the CPU computes.
 5. measures what docs/scale_plan.md assumes (``benchmarks/scale_plan.py``): the bf16 matmul rate, ViT-B/16's
    forward and BERT-base's forward + backward at 16 tokens (``--plan-batch`` rows, random weights): their
    FLOP/s with FLOPs counted as the plan counts them, as a share of the stated peak (the plan's assumed
-   utilisation), and BERT-base's activation memory per example (the plan's gradient-cache rule).
+   utilisation), BERT-base's activation memory per example (the plan's gradient-cache rule) and the CPU's
+   decode + resize time per image (re-derive the plan with ``scale_plan.py --from-json ... --decode-ms``).
 Prints a table and, as its last line, JSON. Exit code 1 when a check fails.
 """
 from __future__ import annotations
@@ -98,7 +99,21 @@ def torchrun_steps(overrides: list[str], nproc: int) -> tuple[float, Path]:
     return time.perf_counter() - t0, out
 
 
-def plan_check(device: str, batch: int) -> dict:
+def decode_ms(csv: Path, n: int = 32) -> float:
+    """Decode + resize to 224 per image on one core of this machine (scale_plan.py's --decode-ms)."""
+    from littune.cache import load_items
+    from littune.data.images import load_image
+    from littune.towers.preprocess import Preprocess
+
+    paths = [it.image for it in load_items(str(csv))[0][:n]]
+    pre = Preprocess(input_size=224, crop_pct=0.875).pil_transform()
+    t0 = time.perf_counter()
+    for p in paths:
+        pre(load_image(p))
+    return (time.perf_counter() - t0) / len(paths) * 1e3
+
+
+def plan_check(device: str, batch: int, csv: Path | None = None) -> dict:
     """What the scale plan assumes, measured on ``device`` (docs/scale_plan.md, item 7 of issue 24)."""
     from bench_scale import matmul_gflops
     from scale_plan import GPU, RECIPE, act_bytes_per_example, count_towers, flops
@@ -147,6 +162,7 @@ def plan_check(device: str, batch: int) -> dict:
     peak = GPU["peak_bf16_tflops"] * 1e3 if "H100" in name else None  # GFLOP/s the plan states for its GPU
     vit_g, bert_g = batch * f["image_forward"] / vit_s / 1e9, batch * f["text_train"] / bert_s / 1e9
     return {"batch": batch, "matmul_bf16_gflops": round(matmul, 1), "stated_peak_bf16_gflops": peak,
+            "decode_ms_per_image": round(decode_ms(csv), 2) if csv else None,
             "vit_b16_forward": {"images_per_s": round(batch / vit_s, 1), "gflops": round(vit_g, 1),
                                 "of_matmul": round(vit_g / matmul, 3), "of_stated_peak": round(vit_g / peak, 3) if peak else None},
             "bert_base_train": {"examples_per_s": round(batch / bert_s, 1), "gflops": round(bert_g, 1),
@@ -203,7 +219,7 @@ def main() -> int:
     ddp_rel = max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(ddp, dev))
     figures["torchrun"] = {"nproc": nproc, "losses": ddp, "max_rel_diff_vs_one_process": ddp_rel,
                            "ok": ddp_rel <= a.tolerance, "wall_s": round(secs, 1)}
-    figures["plan"] = plan_check(a.device, a.plan_batch or (256 if on_gpu else 2))
+    figures["plan"] = plan_check(a.device, a.plan_batch or (256 if on_gpu else 2), csv)
     ok = figures["embed"]["min_cosine_vs_cpu"] >= 0.999 and figures["losses_vs_cpu"]["ok"] and figures["torchrun"]["ok"]
     figures["ok"] = ok
     print_table(f"GPU readiness on {figures['device']}", [
@@ -218,6 +234,8 @@ def main() -> int:
          f"share of stated peak {figures['plan']['bert_base_train']['of_stated_peak']} (plan assumes 0.40); "
          f"activations {figures['plan']['bert_base_train']['activation_mib_per_example']} MiB/example "
          f"(plan {figures['plan']['bert_base_train']['plan_activation_mib_per_example']})"),
+        ("plan: decode + resize ms per image per core", f"{figures['plan']['decode_ms_per_image']}",
+         "scale_plan.py --decode-ms"),
     ])
     print_json(figures)
     return 0 if ok else 1

@@ -185,7 +185,7 @@ def render(c: dict, f: dict, m: dict, p: dict, a) -> str:
              f"- This CPU's bf16 matmul (2048^2): {m['matmul_bf16_gflops']:.0f} GFLOP/s; so ViT forward ran at "
              f"{m['vit_achieved_gflops'] / m['matmul_bf16_gflops']:.0%} and BERT training at "
              f"{m['bert_achieved_gflops'] / m['matmul_bf16_gflops']:.0%} of it.",
-             f"- Decode + resize to 224 (littune's load_image + uint8 transform), Flickr8k JPEGs: "
+             f"- Decode + resize to 224 (littune's load_image + uint8 transform), the shared Flickr8k JPEGs: "
              + (f"{m['decode_resize_ms_per_image']:.1f} ms per image per core ({m['decode_images']} images)."
                 if m["decode_resize_ms_per_image"] else "not measured (no shared data): 10 ms assumed."),
              f"- Metadata per row as `littune embed` writes it (CC12M-like caption, key, path, SHA-256): "
@@ -228,22 +228,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu-mfu-train", type=float, default=0.40, help="assumed share of peak in training")
     ap.add_argument("--gpu-mfu-embed", type=float, default=0.50, help="assumed share of peak in embedding (inference)")
+    ap.add_argument("--decode-ms", type=float, default=None,
+                    help="decode + resize time per image per core (default: measured here; gpu_check.py measures "
+                         "it on a GPU node)")
+    ap.add_argument("--from-json", default=None,
+                    help="re-derive the plan from a previous run's JSON line (its counts and measurements) "
+                         "instead of measuring again")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the measurements (default 1: shared machine)")
     a = ap.parse_args()
-    import torch
+    if a.from_json:
+        line = [x for x in Path(a.from_json).read_text().splitlines() if x.startswith('{"inputs"')][-1]
+        inputs = json.loads(line)["inputs"]
+        c = {"vit_linear": inputs["linear_params"]["vit_b16"], "bert_linear": inputs["linear_params"]["bert_base"],
+             "bert_params": inputs["params"]["bert_base"]}
+        f, m = inputs["flops_per_example"], inputs["measured"]
+    else:
+        import torch
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    c = count_towers()
-    f = flops(c)
-    m = measure(c, f)
-    m["metadata_bytes_per_row"] = metadata_bytes_per_row()
+        torch.set_num_threads(a.threads)
+        torch.manual_seed(0)
+        c = count_towers()
+        f = flops(c)
+        m = measure(c, f)
+        m["metadata_bytes_per_row"] = metadata_bytes_per_row()
+    if a.decode_ms is not None:
+        m = {**m, "decode_resize_ms_per_image": a.decode_ms, "decode_images": "given (--decode-ms)"}
     p = plan(c, f, m, a.gpu_mfu_train, a.gpu_mfu_embed)
     print(render(c, f, m, p, a))
     print_json({"inputs": {"recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in RECIPE.items()},
                            "datasets": DATASETS, "gpu": GPU, "gpu_mfu_train": a.gpu_mfu_train,
                            "gpu_mfu_embed": a.gpu_mfu_embed, "flops_per_example": f,
                            "linear_params": {"vit_b16": c["vit_linear"], "bert_base": c["bert_linear"]},
+                           "params": {"bert_base": c["bert_params"]},
                            "measured": m, "activation_bytes_per_example": act_bytes_per_example()},
                 "plan": p})
 

@@ -31,3 +31,4 @@ def test_gpu_check_on_cpu(shared_data, tmp_path):
     assert plan["batch"] == 2 and plan["matmul_bf16_gflops"] > 0 and plan["stated_peak_bf16_gflops"] is None
     assert plan["vit_b16_forward"]["gflops"] > 0 and 0 < plan["vit_b16_forward"]["of_matmul"] < 5
     assert plan["bert_base_train"]["gflops"] > 0 and plan["bert_base_train"]["plan_activation_mib_per_example"] > 1
+    assert plan["decode_ms_per_image"] > 0
