@@ -11,7 +11,12 @@ that the GPU computes what the CPU computes.
 3. repeats the first ``--compare`` steps in fp32 on the device and on the CPU: the losses must agree to
    ``--tolerance`` (relative; default 1e-3: fp32 on both, only summation order differs);
 4. runs the cached training under ``torchrun --standalone --nproc_per_node N`` (N = visible GPUs, or
-   ``--nproc``), with the same global batch: steps/s, and its first losses against one process.
+   ``--nproc``), with the same global batch: steps/s, and its first losses against one process;
+5. measures what docs/scale_plan.md assumes (``benchmarks/scale_plan.py``): the bf16 matmul rate, ViT-B/16's
+   forward and BERT-base's forward + backward at 16 tokens (``--plan-batch`` rows, random weights): their
+   FLOP/s with FLOPs counted as the plan counts them, as a share of the stated peak (the plan's assumed
+   utilisation), BERT-base's activation memory per example (the plan's gradient-cache rule) and the CPU's
+   decode + resize time per image (re-derive the plan with ``scale_plan.py --from-json ... --decode-ms``).
 Prints a table and, as its last line, JSON. Exit code 1 when a check fails.
 """
 from __future__ import annotations
@@ -94,6 +99,78 @@ def torchrun_steps(overrides: list[str], nproc: int) -> tuple[float, Path]:
     return time.perf_counter() - t0, out
 
 
+def decode_ms(csv: Path, n: int = 32) -> float:
+    """Decode + resize to 224 per image on one core of this machine (scale_plan.py's --decode-ms)."""
+    from littune.cache import load_items
+    from littune.data.images import load_image
+    from littune.towers.preprocess import Preprocess
+
+    paths = [it.image for it in load_items(str(csv))[0][:n]]
+    pre = Preprocess(input_size=224, crop_pct=0.875).pil_transform()
+    t0 = time.perf_counter()
+    for p in paths:
+        pre(load_image(p))
+    return (time.perf_counter() - t0) / len(paths) * 1e3
+
+
+def plan_check(device: str, batch: int, csv: Path | None = None) -> dict:
+    """What the scale plan assumes, measured on ``device`` (docs/scale_plan.md, item 7 of issue 24)."""
+    from bench_scale import matmul_gflops
+    from scale_plan import GPU, RECIPE, act_bytes_per_example, count_towers, flops
+
+    on_gpu = device.startswith("cuda")
+    reps = 3 if on_gpu else 1  # the CPU run checks the code path; a GPU's figures are the ones to keep
+    c = count_towers()
+    f = flops(c)
+    amp = torch.autocast("cuda" if on_gpu else "cpu", torch.bfloat16)
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+
+    def best(fn) -> float:
+        fn()
+        sync()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    vit, bert = c["vit"].to(device).eval(), c["bert"].to(device).train()
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    with torch.inference_mode(), amp:
+        vit_s = best(lambda: vit(x))
+    ids = torch.randint(1000, 30000, (batch, RECIPE["text_tokens"]), device=device)
+
+    def step():
+        with amp:
+            loss = bert(input_ids=ids).last_hidden_state[:, 0].float().pow(2).mean()
+        loss.backward()
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    bert_s = best(step)
+    act = (torch.cuda.max_memory_allocated() - base) / batch if on_gpu else None
+    if on_gpu:
+        a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+        mm_s = best(lambda: a @ a)
+        matmul = 2 * 8192 ** 3 / mm_s / 1e9
+    else:
+        matmul = matmul_gflops("bfloat16")
+    name = torch.cuda.get_device_name(0) if on_gpu else "cpu"
+    peak = GPU["peak_bf16_tflops"] * 1e3 if "H100" in name else None  # GFLOP/s the plan states for its GPU
+    vit_g, bert_g = batch * f["image_forward"] / vit_s / 1e9, batch * f["text_train"] / bert_s / 1e9
+    return {"batch": batch, "matmul_bf16_gflops": round(matmul, 1), "stated_peak_bf16_gflops": peak,
+            "decode_ms_per_image": round(decode_ms(csv), 2) if csv else None,
+            "vit_b16_forward": {"images_per_s": round(batch / vit_s, 1), "gflops": round(vit_g, 1),
+                                "of_matmul": round(vit_g / matmul, 3), "of_stated_peak": round(vit_g / peak, 3) if peak else None},
+            "bert_base_train": {"examples_per_s": round(batch / bert_s, 1), "gflops": round(bert_g, 1),
+                                "of_matmul": round(bert_g / matmul, 3), "of_stated_peak": round(bert_g / peak, 3) if peak else None,
+                                "activation_mib_per_example": round(act / 2**20, 2) if act else None,
+                                "plan_activation_mib_per_example": round(act_bytes_per_example() / 2**20, 2)}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (the same code, for tests)")
@@ -105,6 +182,8 @@ def main() -> int:
     ap.add_argument("--nproc", type=int, default=0, help="torchrun processes (0: every visible GPU)")
     ap.add_argument("--tolerance", type=float, default=1e-3, help="relative loss difference allowed (fp32 vs fp32)")
     ap.add_argument("--out", default="runs/gpu_check")
+    ap.add_argument("--plan-batch", type=int, default=0,
+                    help="rows of the scale plan's ViT-B/16 and BERT-base measurements (0: 256 on a GPU, 2 on the CPU)")
     a = ap.parse_args()
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (use --device cpu to run the same code on the CPU)", file=sys.stderr)
@@ -140,6 +219,7 @@ def main() -> int:
     ddp_rel = max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(ddp, dev))
     figures["torchrun"] = {"nproc": nproc, "losses": ddp, "max_rel_diff_vs_one_process": ddp_rel,
                            "ok": ddp_rel <= a.tolerance, "wall_s": round(secs, 1)}
+    figures["plan"] = plan_check(a.device, a.plan_batch or (256 if on_gpu else 2), csv)
     ok = figures["embed"]["min_cosine_vs_cpu"] >= 0.999 and figures["losses_vs_cpu"]["ok"] and figures["torchrun"]["ok"]
     figures["ok"] = ok
     print_table(f"GPU readiness on {figures['device']}", [
@@ -148,6 +228,14 @@ def main() -> int:
         ("live training steps/s", f"{figures['live']['steps_per_s']}", "image tower every step"),
         ("first losses vs CPU (fp32)", f"{rel:.2e}", f"tolerance {a.tolerance}"),
         (f"torchrun x{nproc} losses vs 1 process", f"{ddp_rel:.2e}", f"tolerance {a.tolerance}"),
+        ("plan: ViT-B/16 forward GFLOP/s (bf16)", f"{figures['plan']['vit_b16_forward']['gflops']}",
+         f"share of stated peak {figures['plan']['vit_b16_forward']['of_stated_peak']} (plan assumes 0.50)"),
+        ("plan: BERT-base train GFLOP/s (bf16, 16 tokens)", f"{figures['plan']['bert_base_train']['gflops']}",
+         f"share of stated peak {figures['plan']['bert_base_train']['of_stated_peak']} (plan assumes 0.40); "
+         f"activations {figures['plan']['bert_base_train']['activation_mib_per_example']} MiB/example "
+         f"(plan {figures['plan']['bert_base_train']['plan_activation_mib_per_example']})"),
+        ("plan: decode + resize ms per image per core", f"{figures['plan']['decode_ms_per_image']}",
+         "scale_plan.py --decode-ms"),
     ])
     print_json(figures)
     return 0 if ok else 1

@@ -33,3 +33,8 @@ def test_gpu_check_on_cpu(shared_data, tmp_path):
     assert record["figures"] == figures and record["command"].startswith("python benchmarks/gpu_check.py --device cpu")
     assert record["machine"]["cores"] >= 1 and "avx512f" in record["machine"]["isa"]
     assert record["machine"]["versions"]["torch"].split("+")[0] == __import__("torch").__version__.split("+")[0]
+    plan = figures["plan"]  # what docs/scale_plan.md assumes, measured (here on the CPU, 2 rows)
+    assert plan["batch"] == 2 and plan["matmul_bf16_gflops"] > 0 and plan["stated_peak_bf16_gflops"] is None
+    assert plan["vit_b16_forward"]["gflops"] > 0 and 0 < plan["vit_b16_forward"]["of_matmul"] < 5
+    assert plan["bert_base_train"]["gflops"] > 0 and plan["bert_base_train"]["plan_activation_mib_per_example"] > 1
+    assert plan["decode_ms_per_image"] > 0

@@ -7,6 +7,8 @@ Two levels (issue 13.1):
   file, against the one the manifest recorded when the cache was finished.
 A problem names the shard, the file and what differs, and the error says how to repair: the
 ``littune embed`` that made the cache, run again, re-embeds only the broken shards.
+What the shards were embedded *from* (the source images' sizes and SHA-256) is checked by
+``sources.py``; a shard's record carries its sources' digest (``source_summary``).
 """
 from __future__ import annotations
 
@@ -127,14 +129,40 @@ def shard_problems(folder: Path, m: Manifest, k: int, record: dict[str, Any] | N
     return problems
 
 
+def source_digest(keys: list[str], digests: list[str]) -> str:
+    """A shard's sources in one SHA-256: over each (key, SHA-256 of the image's bytes), in row order."""
+    h = hashlib.sha256()
+    for key, digest in zip(keys, digests):
+        h.update(f"{key}\t{digest}\n".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def source_summary(folder: Path, k: int) -> dict[str, Any] | None:
+    """{"sha256", "bytes", "images"} of shard ``k``'s source images, from the per-image hashes its
+    metadata holds (None: a shard written without them, by an older littune or a synthetic cache)."""
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / metadata_file(k)
+    if "sha256" not in pq.read_schema(path).names:
+        return None
+    t = pq.read_table(path, columns=["key", "sha256", "bytes"])
+    return {"sha256": source_digest(t.column("key").to_pylist(), t.column("sha256").to_pylist()),
+            "bytes": int(sum(t.column("bytes").to_pylist())), "images": t.num_rows}
+
+
 def shard_record(folder: Path, m: Manifest, k: int, start: int) -> dict[str, Any]:
-    """The manifest's entry for a finished shard: rows, width, dtype and each file's SHA-256."""
+    """The manifest's entry for a finished shard: rows, width, dtype, each file's SHA-256 and (where
+    embedding recorded them) its source images' digest."""
     folder = Path(folder)
     arr = np.load(folder / img_emb_file(k), mmap_mode="r")
     rels = [img_emb_file(k)] + ([views_file(k)] if m.views else []) + [metadata_file(k)]
     n = int(arr.shape[0])
-    return {"index": k, "count": n, "start": start, "end": start + n, "width": int(arr.shape[1]),
-            "dtype": str(arr.dtype), "files": {rel: sha256_file(folder / rel) for rel in rels}}
+    rec = {"index": k, "count": n, "start": start, "end": start + n, "width": int(arr.shape[1]),
+           "dtype": str(arr.dtype), "files": {rel: sha256_file(folder / rel) for rel in rels}}
+    source = source_summary(folder, k)
+    if source is not None:
+        rec["source"] = source
+    return rec
 
 
 @dataclass
@@ -147,6 +175,8 @@ class VerifyReport:
     n_files: int = 0  # files whose SHA-256 was checked
     problems: dict[int, list[str]] = field(default_factory=dict)
     repair: str = ""
+    n_sources: int = 0  # source images checked (sizes; re-hashed with --deep)
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
 
     @property
     def ok(self) -> bool:

@@ -3,7 +3,8 @@
 Layout (clip-retrieval's, so its tools can read it), for shard k of ``shard_size`` images:
     img_emb/img_emb_{k}.npy          (n_k, D) float16/float32 embeddings (the tower's features)
     img_emb_views/img_emb_{k}.npy    (n_k, V, D) augmented views, with --views V
-    metadata/metadata_{k}.parquet    key, image_path, caption, captions (all captions of the image)
+    metadata/metadata_{k}.parquet    key, image_path, caption, captions (all captions of the image),
+                                     sha256, bytes (of the image's encoded bytes, hashed as they were read)
     bad/bad_{k}.tsv                  images skipped in this shard, with the reason
     manifest.json                    tower, weight fingerprint, preprocessing, dtype, counts
 A shard is complete once its ``img_emb`` file exists (written last, renamed atomically), so a killed
@@ -11,6 +12,8 @@ run continues from the last complete shard and ends with the same files as an un
 Running again also repairs: a finished shard whose files disagree (``verify.py``; with
 ``verify=True`` also their SHA-256) is embedded again, and good shards are left untouched.
 Under torchrun, shard k belongs to rank k % world_size; rank 0 writes the manifest at the end.
+Each shard's manifest record also carries its sources' fingerprint (``sources.py``): the SHA-256
+of its images' bytes, taken by the decoding workers from the bytes they decode (no second read).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import distributed as dist_utils
-from ..data.decode import DecodeDataset, collate_decoded
+from ..data.decode import DecodeDataset, collate_hashed
 from ..data.images import BadInputLog
 from ..towers import ImageTower
 from .items import ImageItem, content_fingerprint
@@ -57,16 +60,21 @@ def shard_done(out: Path, k: int) -> bool:
     return (out / img_emb_file(k)).is_file()
 
 
-def _write_metadata(path: Path, items: list[ImageItem]) -> None:
+def _write_metadata(path: Path, items: list[ImageItem], digests: list[tuple[str, int]] | None = None) -> None:
+    """One row per cached image; ``digests``: each image's (SHA-256, size) as embedding read it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
+    columns = {
         "key": [it.key for it in items],
         "image_path": [it.image_path for it in items],
         "caption": [it.captions[0] if it.captions else "" for it in items],
         "captions": [list(it.captions) for it in items],
-    })
+    }
+    if digests is not None:
+        columns["sha256"] = [d for d, _ in digests]
+        columns["bytes"] = pa.array([n for _, n in digests], pa.int64())
+    table = pa.table(columns)
     save_atomic(path, lambda p: pq.write_table(table, p))
 
 
@@ -97,23 +105,24 @@ def _runner(tower: ImageTower, opts: EmbedOptions) -> tuple[Callable[[torch.Tens
 
 
 def _embed_shard(run: Callable[[torch.Tensor], np.ndarray], tower: ImageTower, items: list[ImageItem], offset: int,
-                 opts: EmbedOptions, bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list]:
+                 opts: EmbedOptions, bar: tqdm | None) -> tuple[list[int], np.ndarray, np.ndarray | None, list, list]:
     pre = tower.preprocess
     uint8 = _uint8_path(tower)
     ds = DecodeDataset([it.image for it in items], names=[it.key for it in items],
                        transform=pre.pil_transform() if uint8 else pre.transform(),
                        view_transform=pre.pil_train_transform() if uint8 else pre.train_transform(),
-                       views=opts.views, seed=opts.seed, offset=offset, max_pixels=opts.max_pixels)
+                       views=opts.views, seed=opts.seed, offset=offset, max_pixels=opts.max_pixels, hashes=True)
     workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
     # A generator of its own: iterating a DataLoader must not draw from the global RNG (training
     # after an embedding would otherwise depend on whether the cache already existed).
-    loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=collate_decoded,
+    loader = DataLoader(ds, batch_size=opts.batch_size, num_workers=workers, collate_fn=collate_hashed,
                         prefetch_factor=4 if workers else None, persistent_workers=False,
                         generator=torch.Generator().manual_seed(opts.seed))
-    kept, embs, view_embs, bad = [], [], [], []
+    kept, embs, view_embs, bad, digests = [], [], [], [], []
     np_dtype = np.dtype(opts.dtype)
-    for idx, x, b in loader:
+    for idx, x, b, d in loader:
         bad += b
+        digests += d
         if idx:
             B, V1 = x.shape[:2]
             feats = run(x.flatten(0, 1)).reshape(B, V1, -1)  # uint8 (B*(1+V), 3, H, W) -> (B, 1+V, D)
@@ -126,7 +135,7 @@ def _embed_shard(run: Callable[[torch.Tensor], np.ndarray], tower: ImageTower, i
     D = tower.embed_dim
     emb = np.concatenate(embs) if embs else np.zeros((0, D), np_dtype)
     views = (np.concatenate(view_embs) if view_embs else np.zeros((0, opts.views, D), np_dtype)) if opts.views else None
-    return kept, emb, views, bad
+    return kept, emb, views, bad, digests
 
 
 def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, source: str,
@@ -169,12 +178,12 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
     for k in mine:
         start = k * shard_size
         shard = items[start:start + shard_size]
-        kept, emb, views, bad = _embed_shard(run, tower, shard, start, opts, bar)
+        kept, emb, views, bad, digests = _embed_shard(run, tower, shard, start, opts, bar)
         log = BadInputLog()
         for i, (reason, detail) in bad:
             log.add(shard[i].key, shard[i].image_path, reason, detail)
         save_atomic(out / "bad" / f"bad_{k}.tsv", lambda p: log.write(p))
-        _write_metadata(out / "metadata" / f"metadata_{k}.parquet", [shard[i] for i in kept])
+        _write_metadata(out / "metadata" / f"metadata_{k}.parquet", [shard[i] for i in kept], digests)
         if views is not None:
             save_atomic(out / "img_emb_views" / f"img_emb_{k}.npy", lambda p: save_npy(p, views))
         save_atomic(out / "img_emb" / f"img_emb_{k}.npy", lambda p: save_npy(p, emb))  # last

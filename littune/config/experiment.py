@@ -39,6 +39,7 @@ class DataConfig:
     stream: bool = False  # live path, WebDataset shards: stream them (littune/train/stream.py), never all in memory
     stream_buffer: int = 1000  # data.stream: shuffle buffer of encoded samples per DataLoader worker
     embed_batch_size: int = 64
+    shuffle_buffer: int = 0  # cached training: >0 shards read together in a shuffled order (past RAM; docs/caches.md)
     engine: str = "auto"  # what runs locked towers into caches: torch | openvino | onnx | auto (towers/engine.py)
 
 

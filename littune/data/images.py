@@ -35,7 +35,8 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "decode_bytes", "regular_file_problem",
+__all__ = ["BadImage", "BadInput", "BadInputLog", "load_image", "decode_bytes", "read_image_bytes",
+           "regular_file_problem",
            "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BYTES"]
 
 # Same default as PIL's own ``Image.MAX_IMAGE_PIXELS`` (about 9.5k x 9.5k).
@@ -85,12 +86,8 @@ def load_image(
     ``reduce_to``: decode at reduced size, shorter side >= this (see the module docstring).
     ``reserve``: called with ``decode_bytes`` of the image about to be decoded; decoding runs inside it.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        label = name or "<bytes>"
-        data = bytes(source)
-    else:
-        label = name or str(source)
-        data = _read_file(Path(source), label, max_bytes)
+    label, data = (name or "<bytes>", bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else \
+        (name or str(source), read_image_bytes(source, name=name, max_bytes=max_bytes))
     if not data:
         raise BadImage(EMPTY, label)
 
@@ -133,6 +130,12 @@ def regular_file_problem(mode: int) -> str:
     if stat.S_ISREG(mode):
         return ""
     return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def read_image_bytes(path: str | Path, *, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The encoded bytes of an image file, with ``load_image``'s checks (``BadImage`` if unusable):
+    a caller that also hashes them (the cache's content fingerprint) reads the file once."""
+    return _read_file(Path(path), name or str(path), max_bytes)
 
 
 def _read_file(path: Path, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:

@@ -6,7 +6,9 @@ read batches by step number, so resuming at step s just starts the loader at s.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import os
+import warnings
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,22 +51,57 @@ def open_text_cache(cfg: DataConfig, tower, image_cache: EmbeddingCache, progres
     return ensure_text_cache(texts, tower, folder, opts)
 
 
+def caption_counts(captions: Sequence) -> np.ndarray:
+    """(N,) captions per image: from the cache's Arrow column without Python lists, or by ``len``."""
+    return captions.counts() if hasattr(captions, "counts") else np.array([len(c) for c in captions], np.int64)
+
+
+class LargeCacheWarning(UserWarning):
+    """Rows drawn uniformly from a cache larger than half the memory: steps may wait on the disk."""
+
+
+def schedule_options(cache: EmbeddingCache | None, cfg: DataConfig) -> dict:
+    """PairSchedule's shard options for ``cache``: its shards' boundaries and ``data.shuffle_buffer``;
+    says so (never silently) when uniform sampling will read a cache larger than half the memory at random.
+    ``cache`` None (live images): a shuffle buffer is refused, not ignored."""
+    if cache is None:
+        if cfg.shuffle_buffer:
+            raise ValueError(f"data.shuffle_buffer={cfg.shuffle_buffer} reads the shards of an embedding cache, "
+                             "and this run reads images (an unlocked image tower or data.use_cache=false); "
+                             "set it to 0 (data.stream_buffer shuffles streamed shards)")
+        return {}
+    size = len(cache) * cache.embed_dim * np.dtype(cache.manifest.dtype).itemsize
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    if not cfg.shuffle_buffer and ram and size > ram / 2:
+        warnings.warn(f"{cache.folder}: {size / 2**30:.1f} GiB of features, more than half of this machine's "
+                      f"{ram / 2**30:.1f} GiB of memory, drawn uniformly at random: steps may wait on the disk. "
+                      "data.shuffle_buffer=64 reads shards in a shuffled order through a buffer of 64 shards "
+                      "(docs/caches.md: what it does to sampling)", LargeCacheWarning, stacklevel=2)
+    return {"shard_starts": cache._starts, "buffer": cfg.shuffle_buffer}
+
+
 class CachedBatches:
     """Batches of cached tower features: reading is a memory-mapped gather, nearly free.
 
     With a text cache (both towers locked) a batch carries the captions' features too, and the
     text tower never runs: caption c of image row r is text row ``offsets[r] + c``.
+    With a shuffle buffer the cache holds the buffer's shards (+1: a batch may straddle two
+    windows) in memory instead of mapping the whole file, so memory does not grow with the cache.
     """
 
     def __init__(self, cache: EmbeddingCache, schedule: PairSchedule, text_cache: TextCache | None = None):
         self.cache, self.schedule, self.text_cache = cache, schedule, text_cache
+        if schedule.buffer:
+            cache.resident(schedule.buffer + 1)
         self.captions = cache.captions
-        self.offsets = np.cumsum([0] + [len(c) for c in self.captions])[:-1]  # (N,) first text row of each image
+        if text_cache is not None:  # (N,) first text row of each image
+            self.offsets = np.concatenate([[0], np.cumsum(caption_counts(self.captions))[:-1]])
 
     def __call__(self, step: int) -> dict:
         rows, cap, view = self.schedule.batch(step)
         feats = self.cache.rows(rows, view if self.schedule.views else None)  # (B, D) float32
-        batch = {"image_features": feats, "captions": [self.captions[r][c] for r, c in zip(rows, cap)], "bad": []}
+        caps = self.captions.take(rows) if hasattr(self.captions, "take") else [self.captions[r] for r in rows]
+        batch = {"image_features": feats, "captions": [c[i] for c, i in zip(caps, cap)], "bad": []}
         if self.text_cache is not None:
             batch["text_features"] = self.text_cache.rows(self.offsets[rows] + cap)  # (B, D_txt) float32
         return batch

@@ -28,7 +28,8 @@ from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, sav
 from ..runs.checkpoints import read_state, rng_state
 from ..runs.target import check_run_folder
 from ..config import ConfigError, ExperimentConfig, to_yaml, validate
-from .data import CachedBatches, LiveBatches, live_items, open_cache, open_text_cache
+from .data import (CachedBatches, LiveBatches, caption_counts, live_items, open_cache, open_text_cache,
+                   schedule_options)
 from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
 from ..evaluate.summary import build_report
@@ -138,8 +139,9 @@ class Trainer:
 
             self.schedule = self.batches = StreamingBatches.from_config(cfg, transform, self.rank, self.world)
         else:
-            self.schedule = PairSchedule([len(c) for c in captions], t.batch_size, t.seed,
-                                         cfg.data.views if self.cached else 0, rank=self.rank, world=self.world)
+            self.schedule = PairSchedule(caption_counts(captions), t.batch_size, t.seed,
+                                         cfg.data.views if self.cached else 0, rank=self.rank, world=self.world,
+                                         **schedule_options(cache if self.cached else None, cfg.data))
             self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         if self.rank:  # its own noise (dropout, augmentation) from here on; rank 0 draws as one process does

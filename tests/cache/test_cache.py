@@ -89,7 +89,7 @@ def test_round_trip(tmp_path, data, tower, cache_f32, dtype):
     import pyarrow.parquet as pq
 
     meta = pq.read_table(out / "metadata" / "metadata_0.parquet")
-    assert meta.column_names == ["key", "image_path", "caption", "captions"]
+    assert meta.column_names == ["key", "image_path", "caption", "captions", "sha256", "bytes"]
     assert meta.num_rows == 16
     first = meta.slice(0, 1).to_pylist()[0]
     assert first["key"] == "images/img_000.jpg"

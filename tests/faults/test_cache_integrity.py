@@ -65,6 +65,11 @@ def _truncated(c: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
 
 
+def _missing_shard(c: Path) -> None:  # a shard gone from the middle of the cache, every file of it
+    for rel in ("img_emb/img_emb_1.npy", "metadata/metadata_1.parquet", "bad/bad_1.tsv"):
+        (c / rel).unlink()
+
+
 def _other_dtype(c: Path) -> None:
     path = c / "img_emb" / "img_emb_1.npy"
     _save_npy(path, np.load(path).astype(np.float32))
@@ -76,6 +81,7 @@ DAMAGE = {
     "another width": (_other_width, "img_emb/img_emb_1.npy has shape 8 x 32, the manifest says 8 x 64"),
     "another dtype": (_other_dtype, "img_emb/img_emb_1.npy holds float32, the manifest says float16"),
     "truncated npy": (_truncated, "img_emb/img_emb_1.npy is truncated"),
+    "shard missing from the middle": (_missing_shard, "img_emb/img_emb_1.npy is missing"),
 }
 
 
@@ -122,8 +128,8 @@ def test_verify_finds_a_changed_byte_and_embed_repairs_only_broken_shards(good, 
     m = json.loads((cache / "manifest.json").read_text())
     assert main(["cache", "verify", str(cache), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report == [{"folder": str(cache), "kind": "embedding", "shards": 3, "files": 6, "ok": True,
-                       "problems": {}, "repair": ""}]
+    assert report == [{"folder": str(cache), "kind": "embedding", "shards": 3, "files": 6, "sources": N,
+                       "deep": False, "notes": [], "ok": True, "problems": {}, "repair": ""}]
     # Shard 1 truncated (the cheap check sees it); one byte of shard 2's data flipped (only its SHA-256 does).
     _truncated(cache)
     flipped = cache / "img_emb" / "img_emb_2.npy"
@@ -169,7 +175,8 @@ def test_embed_verify_on_the_command_line(good, cache, tower_weights, capsys):  
     assert "shard 0 is broken" in capsys.readouterr().err
     assert files_of(cache) == files_of(good["cache"])
     assert main(["cache", "verify", str(cache)]) == 0
-    assert capsys.readouterr().out.strip() == f"embedding cache {cache}: ok (3 shards, 6 files match their SHA-256)"
+    assert capsys.readouterr().out.strip() == (f"embedding cache {cache}: ok (3 shards, 6 files match their SHA-256; "
+                                               f"{N} source images match their sizes)")
 
 
 def test_a_damaged_text_cache_is_refused_and_rebuilt_shard_by_shard(tmp_path, monkeypatch):
