@@ -41,7 +41,7 @@ RANGES: dict[str, tuple[Bound, Bound]] = {
     "train.interpolate_alpha": (0.0, 1.0), "train.mixup": (0.0, 1e6),
     "train.collective_timeout_s": (("open", 0.0), 7 * 86400.0),
     "data.views": (0, 64), "data.num_workers": (0, 256), "data.stream_buffer": (1, 10_000_000),
-    "data.embed_batch_size": (1, WIDE),
+    "data.embed_batch_size": (1, WIDE), "data.shuffle_buffer": (0, 1_000_000),  # 0: off (uniform sampling)
 }
 
 
