@@ -69,6 +69,11 @@ class BodyLimit:
 
         async def watched(message):
             nonlocal started
+            if seen > self.limit:  # the app caught BodyTooLarge itself (FastAPI answers a failed form read
+                if not started and message["type"] == "http.response.start":  # with 400): answer 413
+                    started = True
+                    await _reject(send, self.limit)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
