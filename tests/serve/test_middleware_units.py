@@ -1,0 +1,206 @@
+"""The server's two guarding middlewares over HTTP around a one-line app (no model: milliseconds each).
+
+``BodyLimit``: 413 JSON past the body limit, declared or chunked, the limit itself passing, even when
+the app catches the error itself. ``Guard``: the Host allow-list and the bearer token, which paths
+stay open. ``ServeLimits`` refuses settings that could never work, naming the key.
+These run in the mutation benchmark for littune/serve/{limits,guard}.py (benchmarks/mutation).
+"""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from littune.serve.guard import Access, Guard, host_name, is_loopback
+from littune.serve.limits import BodyLimit, ServeLimits, send_json
+
+LIMIT = 100
+TOKEN = "s3cret-token-for-tests"
+
+
+async def _echo(scope, receive, send):
+    """Reads the whole body and answers its length (a lifespan is acknowledged)."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    await send_json(send, 200, str(size), None)
+
+
+async def _swallowing(scope, receive, send):
+    """Like FastAPI's form reading: any error while reading the body becomes its own 400."""
+    try:
+        while (await receive()).get("more_body", False):
+            pass
+    except Exception:
+        return await send_json(send, 400, "There was an error parsing the body", None)
+    await send_json(send, 200, "read", None)
+
+
+def _client(app) -> TestClient:
+    async def served(scope, receive, send):  # the lifespan of TestClient's `with` is answered here
+        return await (_echo if scope["type"] == "lifespan" else app)(scope, receive, send)
+
+    return TestClient(served, base_url="http://localhost", raise_server_exceptions=False)
+
+
+def _chunks(n: int):
+    return iter([b"x" * 30] * (n // 30) + [b"x" * (n % 30)])
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_declared_length_of_exactly_the_limit_passes_one_more_is_refused(method):
+    with _client(BodyLimit(_echo, LIMIT)) as c:
+        r = c.request(method, "/", content=b"x" * LIMIT)
+        assert r.status_code == 200 and r.json()["error"] == str(LIMIT)
+        r = c.request(method, "/", content=b"x" * (LIMIT + 1))
+        assert r.status_code == 413
+        assert r.json() == {"error": f"request body larger than the limit of {LIMIT} bytes", "field": "image"}
+        assert r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
+
+
+def test_the_declared_length_alone_refuses_before_the_body_is_read():
+    reads = []
+
+    async def app(scope, receive, send):
+        reads.append(await receive())
+        await send_json(send, 200, "read", None)
+
+    with _client(BodyLimit(app, LIMIT)) as c:
+        assert c.post("/", content=b"x" * 5, headers={"content-length": str(LIMIT + 1)}).status_code == 413
+        assert c.post("/", content=b"x" * 5, headers={"content-length": "5x"}).status_code == 413
+        assert reads == []
+        assert c.post("/", content=b"x" * 5).status_code == 200 and len(reads) == 1
+
+
+@pytest.mark.parametrize("app", [_echo, _swallowing], ids=["app-lets-it-through", "app-catches-it"])
+def test_a_chunked_body_of_exactly_the_limit_passes_one_more_is_refused(app):
+    with _client(BodyLimit(app, LIMIT)) as c:
+        assert c.post("/", content=_chunks(LIMIT)).status_code == 200
+        r = c.post("/", content=_chunks(LIMIT + 1))
+        assert r.status_code == 413, r.text
+        assert r.json() == {"error": f"request body larger than the limit of {LIMIT} bytes", "field": "image"}
+        assert c.post("/", content=_chunks(LIMIT - 1)).status_code == 200  # the next request is unaffected
+
+
+def test_reads_and_other_methods_are_not_counted():
+    with _client(BodyLimit(_echo, LIMIT)) as c:
+        assert c.request("GET", "/", content=b"x" * (LIMIT + 50)).json()["error"] == str(LIMIT + 50)
+        assert c.request("DELETE", "/", content=b"x" * (LIMIT + 50)).status_code == 200
+
+
+def test_an_answer_already_started_is_not_replaced():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        while (await receive()).get("more_body", False):
+            pass
+        await send({"type": "http.response.body", "body": b"done"})
+
+    with _client(BodyLimit(app, LIMIT)) as c:
+        r = c.post("/", content=_chunks(LIMIT + 40))
+        assert r.status_code == 202  # too late for a 413: the status line is out
+
+
+@pytest.mark.parametrize("header, name", [
+    ("localhost", "localhost"), ("localhost:8000", "localhost"), ("LocalHost:80", "localhost"),
+    ("[::1]:8000", "::1"), ("[::1]", "::1"), ("[::1", "[::1"), ("::1", "::1"), ("127.0.0.1:1", "127.0.0.1"),
+    (" example.com ", "example.com"), ("", ""),
+])
+def test_host_name_drops_the_port_only(header, name):
+    assert host_name(header) == name
+
+
+@pytest.mark.parametrize("host, loop", [
+    ("localhost", True), ("LOCALHOST", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True),
+    ("[::1]", True), (" 127.0.0.1 ", True), ("0.0.0.0", False), ("10.0.0.1", False), ("example.com", False),
+    ("localhost.example.com", False),
+])
+def test_loopback_names(host, loop):
+    assert is_loopback(host) is loop
+
+
+def test_access_for_a_bind_address():
+    assert Access.for_bind("127.0.0.1") == Access(hosts=("127.0.0.1", "localhost", "::1"), token=None, docs=False)
+    a = Access.for_bind("[::1]", ("Photos.LAN", "localhost"), docs=True)
+    assert a.hosts == ("::1", "localhost", "127.0.0.1", "photos.lan") and a.docs and a.token is None
+    with pytest.raises(ValueError, match=r"^--host 10\.0\.0\.1 listens beyond this machine: give --token"):
+        Access.for_bind("10.0.0.1")
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        Access.for_bind("10.0.0.1", token="1234567")
+    assert Access.for_bind("10.0.0.1", token="12345678").token == "12345678"  # exactly 8 is enough
+    with pytest.raises(ValueError, match="at least 8"):
+        Access.for_bind("127.0.0.1", token="")
+
+
+def _guarded(access: Access) -> TestClient:
+    async def app(scope, receive, send):
+        await send_json(send, 200, scope["path"], None)
+
+    return _client(Guard(app, access))
+
+
+@pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.1", "[::1]:9", "photos.lan:80"])
+def test_allowed_hosts_reach_the_app(host):
+    with _guarded(Access(hosts=("localhost", "127.0.0.1", "::1", "photos.lan"))) as c:
+        r = c.get("/api/info", headers={"host": host})
+        assert r.status_code == 200 and r.json()["error"] == "/api/info"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "localhost.evil.example:80", "", "photos.lan.evil"])
+def test_other_hosts_get_400_naming_the_allowed_ones(host):
+    with _guarded(Access(hosts=("localhost", "photos.lan"))) as c:
+        r = c.get("/", headers={"host": host})
+        assert r.status_code == 400
+        assert r.json() == {"error": f"Host {host_name(host)!r} is not served here (allowed: localhost, photos.lan; "
+                                     "add names with --allow-host)", "field": "host"}
+
+
+@pytest.mark.parametrize("path, docs, open_", [
+    ("/", False, True), ("/favicon.ico", False, True), ("/static/app.js", False, True), ("/static/", False, True),
+    ("/api/info", False, False), ("/thumb/3", False, False), ("/staticx", False, False), ("/index.html", False, False),
+    ("/docs", False, False), ("/openapi.json", False, False), ("/docs", True, True), ("/openapi.json", True, True),
+    ("/docs/oauth2-redirect", True, True), ("/api/info", True, False),
+])
+def test_the_token_is_asked_on_data_paths_only(path, docs, open_):
+    with _guarded(Access(token=TOKEN, docs=docs)) as c:
+        r = c.get(path)
+        if open_:
+            assert r.status_code == 200, path
+        else:
+            assert r.status_code == 401 and r.json()["field"] == "authorization", path
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert "Authorization: Bearer TOKEN" in r.json()["error"]
+        assert c.get(path, headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+        for wrong in (TOKEN, f"Bearer {TOKEN}x", f"bearer {TOKEN}", "Bearer ", f"Bearer {TOKEN[:-1]}"):
+            assert c.get(path, headers={"authorization": wrong}).status_code == (200 if open_ else 401), wrong
+
+
+def test_without_a_token_everything_on_an_allowed_host_is_open():
+    with _guarded(Access()) as c:
+        assert c.get("/api/info").status_code == 200 and c.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("key", ["max_upload_bytes", "max_pixels", "max_labels", "max_k", "max_active",
+                                 "pixel_budget", "decode_side", "thumb_px"])
+def test_limits_below_one_are_refused_by_name(key):
+    extra = {"pixel_budget": 1} if key == "max_pixels" else {"max_pixels": 1} if key == "pixel_budget" else {}
+    ServeLimits(**{key: 1}, **extra)  # one is allowed
+    with pytest.raises(ValueError, match=f"^serve limits: {key} must be >= 1, got 0$"):
+        ServeLimits(**{key: 0}, **extra)
+
+
+def test_queue_and_pixel_budget_settings():
+    assert ServeLimits(max_queue=0).max_queue == 0
+    for bad in ({"max_queue": -1}, {"queue_timeout_s": 0.0}, {"queue_timeout_s": -1.0}):
+        with pytest.raises(ValueError, match="max_queue must be >= 0 and queue_timeout_s > 0"):
+            ServeLimits(**bad)
+    assert ServeLimits(max_pixels=500, pixel_budget=500).pixel_budget == 500
+    with pytest.raises(ValueError, match=r"pixel_budget \(499\) is below max_pixels \(500\)"):
+        ServeLimits(max_pixels=500, pixel_budget=499)
