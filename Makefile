@@ -11,7 +11,7 @@ STAMP := $(VENV)/.littune-installed
 BROWSER_STAMP := $(VENV)/.littune-chromium
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-quick bench clean
+.PHONY: install test demo demo-quick bench clean mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ install: $(STAMP) $(BROWSER_STAMP)
 # hang on a replaced worker, which turns one crash into a CI timeout with no report.
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup --max-worker-restart=0 -q $(PYTEST_ARGS)
+
+# Mutation testing of the core (long: not part of `make test`): one module with
+# `make mutation MODULE=littune/train/batches.py`; scores go to docs/results/mutation.json.
+mutation: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation/run.py $(if $(MODULE),--module $(MODULE))
 
 # The demo needs no browser: it installs the package only, and says how long that took.
 demo:

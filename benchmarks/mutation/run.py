@@ -25,10 +25,14 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: mutmut brings `toml` there
+    import toml as tomllib
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -89,6 +89,9 @@ def test_a_batch_depends_only_on_seed_and_step():
     for t, got in zip((17, 3, 0, 17), later):
         for x, y in zip(got, b.batch(t)):
             assert x.tolist() == y.tolist()
+    default = PairSchedule([2] * 33, 6)  # the default seed is 0
+    assert all(default.batch(t)[0].tolist() == PairSchedule([2] * 33, 6, seed=0).batch(t)[0].tolist()
+               != PairSchedule([2] * 33, 6, seed=1).batch(t)[0].tolist() for t in range(3))
     other = PairSchedule([2] * 33, 6, seed=10)
     assert any(a.batch(t)[0].tolist() != other.batch(t)[0].tolist() for t in range(5))
 
@@ -99,5 +102,5 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="larger than the data set"):
         PairSchedule([1] * 7, 8)
     assert PairSchedule([1] * 8, 8).batch(5)[0].tolist() != []  # exactly one batch per epoch works
-    with pytest.raises(ValueError, match="at least one caption"):
+    with pytest.raises(ValueError, match="^every image needs at least one caption$"):
         PairSchedule([1, 0, 2, 1], 2)
