@@ -69,9 +69,8 @@ class BodyLimit:
 
         async def watched(message):
             nonlocal started
-            if seen > self.limit:  # the app caught BodyTooLarge itself (FastAPI answers a failed form read
-                if not started and message["type"] == "http.response.start":  # with 400): answer 413
-                    started = True
+            if seen > self.limit:  # the app caught BodyTooLarge itself (FastAPI answers a failed form
+                if message["type"] == "http.response.start":  # read with 400): its answer becomes the 413
                     await _reject(send, self.limit)
                 return
             started = started or message["type"] == "http.response.start"

@@ -7,6 +7,9 @@ These run in the mutation benchmark for littune/serve/{limits,guard}.py (benchma
 """
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -108,6 +111,71 @@ def test_an_answer_already_started_is_not_replaced():
         assert r.status_code == 202  # too late for a 413: the status line is out
 
 
+def _asgi(app, pieces: list[bytes], method: str = "POST") -> list[dict]:
+    """Drive ``BodyLimit(app, LIMIT)`` with a body in ``pieces`` (one ASGI message each, no length, as a
+    server delivers a chunked upload); return the messages it sent."""
+    queue = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)]
+    sent: list[dict] = []
+
+    async def receive():
+        return queue.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": "/", "headers": [(b"host", b"localhost")]}
+    asyncio.run(BodyLimit(app, LIMIT)(scope, receive, send))
+    return sent
+
+
+def _answer(sent: list[dict]) -> tuple[list[int], bytes]:
+    return [m["status"] for m in sent if m["type"] == "http.response.start"], \
+        b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_a_body_in_many_messages_is_counted_in_total():
+    assert _answer(_asgi(_echo, [b"x" * 25] * 4)) == ([200], json.dumps({"error": "100", "field": None}).encode())
+    status, body = _answer(_asgi(_echo, [b"x" * 25] * 4 + [b"x"]))
+    assert status == [413] and json.loads(body)["error"] == f"request body larger than the limit of {LIMIT} bytes"
+    status, _ = _answer(_asgi(_swallowing, [b"x" * 60, b"x" * 41]))
+    assert status == [413]
+
+
+def test_an_app_answering_in_several_messages_after_the_limit_gets_one_413():
+    async def app(scope, receive, send):
+        try:
+            while (await receive()).get("more_body", False):
+                pass
+        except Exception:
+            pass
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+
+    sent = _asgi(app, [b"x" * 60, b"x" * 41])
+    status, body = _answer(sent)
+    assert status == [413] and len(sent) == 2 and json.loads(body)["field"] == "image"
+    assert _answer(_asgi(app, [b"x" * 60, b"x" * 40]))[0] == [400]  # under the limit: the app's own answer
+
+
+def test_an_answer_started_before_the_limit_is_left_alone():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b"early", "more_body": True})
+        while (await receive()).get("more_body", False):
+            pass
+
+    sent = _asgi(app, [b"x" * 60, b"x" * 60])
+    assert [m.get("status") for m in sent] == [202, None] and sent[1]["body"] == b"early"  # no second status
+
+    async def status_only(scope, receive, send):
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        while (await receive()).get("more_body", False):
+            pass
+
+    assert [m.get("status") for m in _asgi(status_only, [b"x" * 60, b"x" * 60])] == [202]
+
+
 @pytest.mark.parametrize("header, name", [
     ("localhost", "localhost"), ("localhost:8000", "localhost"), ("LocalHost:80", "localhost"),
     ("[::1]:8000", "::1"), ("[::1]", "::1"), ("[::1", "[::1"), ("::1", "::1"), ("127.0.0.1:1", "127.0.0.1"),
@@ -198,8 +266,9 @@ def test_limits_below_one_are_refused_by_name(key):
 
 def test_queue_and_pixel_budget_settings():
     assert ServeLimits(max_queue=0).max_queue == 0
+    assert ServeLimits(queue_timeout_s=0.25).queue_timeout_s == 0.25
     for bad in ({"max_queue": -1}, {"queue_timeout_s": 0.0}, {"queue_timeout_s": -1.0}):
-        with pytest.raises(ValueError, match="max_queue must be >= 0 and queue_timeout_s > 0"):
+        with pytest.raises(ValueError, match="^serve limits: max_queue must be >= 0 and queue_timeout_s > 0$"):
             ServeLimits(**bad)
     assert ServeLimits(max_pixels=500, pixel_budget=500).pixel_budget == 500
     with pytest.raises(ValueError, match=r"pixel_budget \(499\) is below max_pixels \(500\)"):
