@@ -148,3 +148,48 @@ def _val_with_stats(x, y, fit, val, C):
     z = ((u - mean) / std).astype(np.float32)
     clf = LogisticRegression(C=C, max_iter=1000).fit(z[fit], y[fit])
     return float((clf.predict(z[val]) == y[val]).mean())
+
+
+def test_bad_arguments_are_refused_with_the_exact_reason():
+    x, y = _separable(12)
+    cases = [
+        ((x[:, 0], y, x, y), {}, "train_x must be 2-D, got shape (12,)"),
+        ((x, y, x[None], y), {}, "test_x must be 2-D, got shape (1, 12, 5)"),
+        ((x, y[:, None], x, y), {}, "train_y must be 1-D, got shape (12, 1)"),
+        ((x, y[:-1], x, y), {}, "feature/label counts differ: train 12 vs 11, test 12 vs 12"),
+        ((x, y, x, y[:-2]), {}, "feature/label counts differ: train 12 vs 12, test 12 vs 10"),
+        ((x, y, x[:, :3], y), {}, "train and test feature dims differ: 5 vs 3"),
+        ((x, y, x[:0], y[:0]), {}, "test set is empty"),
+        ((x, np.zeros(12), x, y), {}, "train_y needs at least two classes for a classifier"),
+        ((x, y, x, y), {"Cs": ()}, "Cs must be non-empty and positive, got []"),
+        ((x, y, x, y), {"Cs": (1.0, -0.5)}, "Cs must be non-empty and positive, got [-0.5, 1.0]"),
+        ((x, y, x, y), {"val_fraction": 0.0}, "val_fraction must be in (0, 1), got 0.0"),
+        ((x, y, x, y), {"val_fraction": 1.0}, "val_fraction must be in (0, 1), got 1.0"),
+    ]
+    for args, kw, message in cases:
+        with pytest.raises(ValueError) as e:
+            linear_probe(*args, **kw)
+        assert str(e.value) == message
+    out = linear_probe(x, y, x[:5], y[:5], val_fraction=0.5)  # inside the range is fine
+    assert (out["n_train"], out["n_test"], out["n_classes"]) == (12, 5, 2)
+
+
+def test_the_validation_split_is_stratified_whenever_it_can_be():
+    from littune.evaluate.probe import _split
+
+    y = np.repeat([0, 1, 2], 10)  # 30 rows, 10 per class
+    for frac, n_val in ((0.3, 9), (0.1, 3), (0.9, 27)):  # 3 and 27 are the bounds stratifying allows
+        for seed in range(4):
+            fit, val = _split(y, frac, seed)
+            assert len(val) == n_val and len(fit) == 30 - n_val and set(fit) | set(val) == set(range(30))
+            assert np.bincount(y[val], minlength=3).tolist() == [n_val // 3] * 3, (frac, seed)
+    for frac, n_val in ((0.07, 2), (0.93, 28), (0.001, 1)):  # beyond them: a plain random split
+        fit, val = _split(y, frac, 0)
+        assert len(val) == n_val and len(set(fit) | set(val)) == 30
+    y1 = np.array([0] * 9 + [1])  # a class with one row cannot be stratified
+    fit, val = _split(y1, 0.2, 0)
+    assert len(val) == 2 and len(fit) == 8
+    y2 = np.repeat([0, 1], 2)  # every class has two rows: stratified, one of each held out
+    for seed in range(5):
+        assert sorted(y2[_split(y2, 0.5, seed)[1]].tolist()) == [0, 1]
+    assert [_split(y, 0.3, s)[1].tolist() for s in (0, 1)][0] != _split(y, 0.3, 1)[1].tolist()  # seeded
