@@ -179,7 +179,7 @@ def test_an_answer_started_before_the_limit_is_left_alone():
 @pytest.mark.parametrize("header, name", [
     ("localhost", "localhost"), ("localhost:8000", "localhost"), ("LocalHost:80", "localhost"),
     ("[::1]:8000", "::1"), ("[::1]", "::1"), ("[::1", "[::1"), ("::1", "::1"), ("127.0.0.1:1", "127.0.0.1"),
-    (" example.com ", "example.com"), ("", ""),
+    (" example.com ", "example.com"), ("", ""), ("[::1]x]:80", "::1"),
 ])
 def test_host_name_drops_the_port_only(header, name):
     assert host_name(header) == name
@@ -198,10 +198,15 @@ def test_access_for_a_bind_address():
     assert Access.for_bind("127.0.0.1") == Access(hosts=("127.0.0.1", "localhost", "::1"), token=None, docs=False)
     a = Access.for_bind("[::1]", ("Photos.LAN", "localhost"), docs=True)
     assert a.hosts == ("::1", "localhost", "127.0.0.1", "photos.lan") and a.docs and a.token is None
-    with pytest.raises(ValueError, match=r"^--host 10\.0\.0\.1 listens beyond this machine: give --token"):
+    with pytest.raises(ValueError) as e:
         Access.for_bind("10.0.0.1")
-    with pytest.raises(ValueError, match="at least 8 characters"):
+    assert str(e.value) == ("--host 10.0.0.1 listens beyond this machine: give --token TOKEN (or set "
+                            "LITTUNE_TOKEN) so only those who know it can use the server")
+    with pytest.raises(ValueError) as e:
         Access.for_bind("10.0.0.1", token="1234567")
+    assert str(e.value) == ("--token: at least 8 characters (e.g. `python -c 'import secrets; "
+                            "print(secrets.token_urlsafe())'`)")
+    assert Access.for_bind("127.0.0.1", ("Xray.LAN", "[fe80::1]")).hosts[-2:] == ("xray.lan", "fe80::1")
     assert Access.for_bind("10.0.0.1", token="12345678").token == "12345678"  # exactly 8 is enough
     with pytest.raises(ValueError, match="at least 8"):
         Access.for_bind("127.0.0.1", token="")
@@ -244,10 +249,48 @@ def test_the_token_is_asked_on_data_paths_only(path, docs, open_):
         else:
             assert r.status_code == 401 and r.json()["field"] == "authorization", path
             assert r.headers["www-authenticate"] == "Bearer"
-            assert "Authorization: Bearer TOKEN" in r.json()["error"]
+            assert r.json()["error"] == ("this server needs a token: send `Authorization: Bearer TOKEN` "
+                                         "(the page: open http://HOST:PORT/#token=TOKEN)")
         assert c.get(path, headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
         for wrong in (TOKEN, f"Bearer {TOKEN}x", f"bearer {TOKEN}", "Bearer ", f"Bearer {TOKEN[:-1]}"):
             assert c.get(path, headers={"authorization": wrong}).status_code == (200 if open_ else 401), wrong
+
+
+def test_the_guard_hands_the_request_on_whole():
+    with _client(Guard(_echo, Access(token=TOKEN))) as c:  # the body reaches the app (and the answer comes back)
+        r = c.post("/api/x", content=b"y" * 77, headers={"authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 200 and r.json()["error"] == "77"
+        assert c.post("/", content=b"y" * 5).json()["error"] == "5"  # an open path, no token
+    got = []
+
+    async def app(scope, receive, send):
+        got.append((scope, receive, send))
+
+    async def receive():
+        return {}
+
+    async def send(message):
+        pass
+
+    for kind in ("websocket", "lifespan"):  # not HTTP: passed on untouched, whatever its host
+        scope = {"type": kind, "path": "/api/x", "headers": [(b"host", b"evil.example")]}
+        asyncio.run(Guard(app, Access(token=TOKEN))(scope, receive, send))
+        assert got.pop() == (scope, receive, send)
+
+
+def test_a_request_without_a_host_header_is_refused():
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    asyncio.run(Guard(_echo, Access())(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"].startswith("Host '' is not served here")
 
 
 def test_without_a_token_everything_on_an_allowed_host_is_open():
