@@ -193,3 +193,20 @@ def test_the_validation_split_is_stratified_whenever_it_can_be():
     for seed in range(5):
         assert sorted(y2[_split(y2, 0.5, seed)[1]].tolist()) == [0, 1]
     assert [_split(y, 0.3, s)[1].tolist() for s in (0, 1)][0] != _split(y, 0.3, 1)[1].tolist()  # seeded
+
+
+def test_defaults_tensors_with_grad_and_the_unstratified_split_is_seeded():
+    import torch
+
+    from littune.evaluate.probe import _split
+
+    x, y = _separable(30, seed=3)
+    t = torch.from_numpy(x).requires_grad_(True)  # features straight from a model
+    assert linear_probe(t, y, t[:6], y[:6], Cs=[1.0]) == linear_probe(x, y, x[:6], y[:6], Cs=[1.0])
+    assert linear_probe(x, y, x[:6], y[:6]) == linear_probe(x, y, x[:6], y[:6], seed=0)  # the default seed is 0
+    with pytest.raises(ValueError) as e:
+        linear_probe(x, y, x, y[:, None])
+    assert str(e.value) == "test_y must be 1-D, got shape (30, 1)"
+    y1 = np.array([0] * 19 + [1])  # one class with one row: the plain split, seeded all the same
+    assert _split(y1, 0.3, 2)[1].tolist() == _split(y1, 0.3, 2)[1].tolist()
+    assert len({tuple(_split(y1, 0.3, s)[1].tolist()) for s in range(4)}) > 1
