@@ -12,7 +12,7 @@ BROWSER_STAMP := $(VENV)/.littune-chromium
 DOCS_STAMP := $(VENV)/.littune-docs
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-quick docs docs-serve clean
+.PHONY: install test demo demo-quick docs docs-serve clean mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ install: $(STAMP) $(BROWSER_STAMP) $(DOCS_STAMP)
 # every run with the slowest tests, so where the suite's time goes is always on screen.
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup --max-worker-restart=0 -q --durations=20 $(PYTEST_ARGS)
+
+# Mutation testing of the core (long: not part of `make test`): one module with
+# `make mutation MODULE=littune/train/batches.py`; scores go to docs/results/mutation.json.
+mutation: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation/run.py $(if $(MODULE),--module $(MODULE))
 
 # The demo needs no browser: it installs the package only, and says how long that took.
 demo:
