@@ -27,6 +27,7 @@ from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
+from .class_knowledge import add_class_knowledge
 from .classnames import load_class_aliases
 from .features import ImageFeatures, image_features, text_features
 from .probe import linear_probe
@@ -93,6 +94,7 @@ class ZeroShotConfig:
     images: str = MISSING  # a folder with one sub-folder per class
     classnames: Optional[str] = None  # 'folder,name' or 'folder,alias;alias' lines (default: the folder names)
     templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (flowers+simple)
+    knowledge: str = "none"  # none | hypernym | definition: add the WordNet gloss as an alias (class_knowledge.py)
 
 
 @EVALUATORS.register("zeroshot", description="zero-shot classification of a folder of class sub-folders")
@@ -107,10 +109,12 @@ class ZeroShot(Evaluator):
             raise ValueError(f"{c.images}: no readable images to evaluate")
         aliases = load_class_aliases(data["class_folders"], c.classnames)
         classnames = [names[0] for names in aliases]  # a class is reported under its first name
+        aliases, knowledge = add_class_knowledge(aliases, data["class_folders"], c.knowledge)
         prompts = get_templates(c.templates)
         classifier = build_classifier(lambda t: encode_texts(model, t), aliases, prompts)
         m = zeroshot_metrics(encode_features(model, data["features"]), data["labels"], classifier, classnames)
         extra = {"aliases": aliases} if any(len(names) > 1 for names in aliases) else {}
+        extra.update({"knowledge": knowledge} if c.knowledge != "none" else {})
         return {**m, "classnames": classnames, **extra, "templates": c.templates, "n_templates": len(prompts),
                 "n_skipped": len(data["bad"]), "skipped": data["bad"][:100]}
 
