@@ -69,3 +69,19 @@ def test_mpnet_known_answer(monkeypatch):
     # all-mpnet-base-v2 with mean pooling (measured once here; CLS pooling or a wrong tokenizer moves them)
     assert torch.allclose(close, torch.tensor([0.6528, 0.7847, 0.5698]), atol=0.01)
     assert torch.allclose(far, torch.tensor([0.0112, 0.0264, 0.3193]), atol=0.01)
+
+
+def test_partly_locked_mpnet_keeps_its_locked_layers_outputs(tmp_path):
+    """MPNet's relative position bias is shared by every layer: with the bottom layers locked it must
+    not train, or their outputs would move (the trainable top may)."""
+    from transformers import MPNetConfig, MPNetModel
+
+    from .tiny import tiny_hf_tokenizer
+
+    tok = tiny_hf_tokenizer()
+    MPNetModel(MPNetConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=80)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    tower = create_text_tower(f"hf:{tmp_path}", lock="U", locked_blocks=2)  # embeddings + layer 0 locked
+    trainable = {n for n, p in tower.named_parameters() if p.requires_grad}
+    assert trainable and all(".layer.1." in n for n in trainable), sorted(trainable)
