@@ -123,11 +123,15 @@ def knowledge_alias(name: str, synset: str, mode: str, s: Synsets) -> str | None
     raise ValueError(f"knowledge: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
+def check_knowledge(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"knowledge: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
 def add_class_knowledge(aliases: list[list[str]], folders: list[str], mode: str) -> tuple[list[list[str]], dict]:
     """Each class's aliases plus its knowledge alias (``mode`` 'none' changes nothing), and a report
     {'mode', 'mapped': {folder: synset}, 'unmapped': [folders]} for the evaluation's metrics."""
-    if mode not in MODES:
-        raise ValueError(f"knowledge: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_knowledge(mode)
     if mode == "none":
         return aliases, {"mode": "none"}
     s = load_synsets()

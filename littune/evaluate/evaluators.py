@@ -27,7 +27,7 @@ from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
-from .class_knowledge import add_class_knowledge
+from .class_knowledge import add_class_knowledge, check_knowledge
 from .classnames import load_class_aliases
 from .features import ImageFeatures, image_features, text_features
 from .probe import linear_probe
@@ -95,6 +95,9 @@ class ZeroShotConfig:
     classnames: Optional[str] = None  # 'folder,name' or 'folder,alias;alias' lines (default: the folder names)
     templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (flowers+simple)
     knowledge: str = "none"  # none | hypernym | definition: add the WordNet gloss as an alias (class_knowledge.py)
+
+    def __post_init__(self):
+        check_knowledge(self.knowledge)  # refused before any image is embedded
 
 
 @EVALUATORS.register("zeroshot", description="zero-shot classification of a folder of class sub-folders")

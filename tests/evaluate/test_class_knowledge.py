@@ -96,3 +96,10 @@ def test_zeroshot_evaluator_ensembles_the_knowledge(tiny_lit_run, tmp_path):
     want = zeroshot_metrics(lit.embed_images(paths), labels, clf, classes)
     assert out["confusion"] == want["confusion"] and out["top1"] == pytest.approx(want["top1"])
     assert "knowledge" not in run("none") and "aliases" not in run("none")
+
+
+def test_unknown_mode_is_refused_when_the_evaluation_is_configured(tmp_path):
+    from littune.evaluate.evaluators import create_evaluator
+
+    with pytest.raises(ValueError, match="knowledge: unknown mode 'hypernyms'; choose one of none, hypernym"):
+        create_evaluator("zeroshot", {"images": str(tmp_path / "not-there"), "knowledge": "hypernyms"})
