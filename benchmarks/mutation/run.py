@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -38,34 +37,24 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "mutation.json"
 GOAL = 0.90
+# What the docs show per module (the rest of a module's record goes to `details`).
+FIGURES = ("mutants", "killed", "timeout", "survived", "equivalent", "score", "seconds", "measured")
 
-# ISA flags worth naming (the kernels numpy/torch/PIL pick depend on them).
-ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd")
 
 
 def machine() -> dict:
-    """CPU model, cores, ISA flags and the versions that decide what ran."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+    """The machine record every benchmark writes (benchmarks/common.py), plus the tools that decide
+    which mutants exist and how they are tested."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import machine_info
 
-    def version(name: str) -> str | None:
+    record = machine_info()
+    for name in ("mutmut", "pytest", "numpy", "pillow", "scikit-learn", "fastapi", "starlette"):
         try:
-            return metadata.version(name)
+            record["versions"][name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            return None
-
-    return {"cpu": model, "cores": os.cpu_count(), "isa": [f for f in ISA if f in flags],
-            "os": platform.platform(), "python": platform.python_version(),
-            "versions": {n: version(n) for n in ("mutmut", "pytest", "torch", "numpy", "pillow", "scikit-learn",
-                                                  "fastapi", "starlette")}}
+            record["versions"][name] = None
+    return record
 
 
 def load_modules() -> dict[str, list[str]]:
@@ -174,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"not in {HERE / 'modules.toml'}: {', '.join(unknown)} (known: {', '.join(modules)})")
     equivalents = load_equivalents()
     results = json.loads(a.out.read_text()) if a.out.is_file() else {}
-    results.setdefault("modules", {})
+    figures, details = results.get("figures", {}), results.get("details", {})
     failing = []
     for module in chosen:
         print(f"mutating {module} against {', '.join(modules[module])} ...", file=sys.stderr, flush=True)
         r = run_module(module, modules[module], a.work, equivalents, a.max_children)
-        results["modules"][module] = r
+        figures[module] = {k: r[k] for k in FIGURES}
+        details[module] = {k: v for k, v in r.items() if k not in FIGURES}
         score = "n/a" if r["score"] is None else f"{100 * r['score']:.1f}%"
         print(f"{module}: {score} ({r['killed'] + r['timeout']} of {r['mutants'] - r['equivalent']} caught, "
               f"{r['equivalent']} equivalent, {r['seconds']:.0f} s)")
@@ -189,13 +179,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  stale entry in equivalent.toml (its change is no longer what mutmut makes): {name}")
         if r["score"] is None or r["score"] < GOAL:
             failing.append(module)
-        results.update(tool="mutmut", goal=GOAL, machine=machine(),
-                       command="make mutation [MODULE=path]  (python benchmarks/mutation/run.py --module path)",
-                       note="score = (killed + timeout) / (mutants - reviewed equivalents); seconds on the "
-                            "machine named here, one mutant at a time")
+        # The results-file shape every benchmark writes (benchmarks/common.py: write_results): the
+        # docs render `figures`; survivors and test lists stay beside them in `details`.
+        results = {"benchmark": "mutation", "variant": None,
+                   "command": "python benchmarks/mutation/run.py [--module path]  (make mutation [MODULE=path])",
+                   "machine": machine(), "tool": "mutmut", "goal": GOAL,
+                   "notes": "score = (killed + timeout) / (mutants - reviewed equivalents); seconds on the "
+                            "machine named here, one mutant at a time",
+                   "figures": figures, "details": details}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")  # after each module
-    print(json.dumps({m: results["modules"][m]["score"] for m in chosen}))
+    print(json.dumps({m: figures[m]["score"] for m in chosen}))
     if failing:
         print(f"below {GOAL:.0%}: {', '.join(failing)}", file=sys.stderr)
     return 0

@@ -47,12 +47,16 @@ CASES = [(p.name, c) for p in DOCUMENTS for c in shell_commands(p)]
 
 @pytest.fixture(scope="module")
 def workspace(tiny_lit_run, tmp_path_factory) -> dict:
-    """The README's paths -> the tiny run's: its run folder, one of its images, a folder of them."""
+    """The README's paths -> the tiny run's: its run folder, one of its images, a folder of them; the
+    README's flower labels -> colours the tiny run's tokenizer knows (unknown words all read as [UNK],
+    which the prompt-identity check rightly refuses)."""
     root = tmp_path_factory.mktemp("readme")
     photos = photo_folder(tiny_lit_run, root / "photos", 8)
     return {"runs/demo/latest": str(tiny_lit_run["run"]), FLOWER: str(tiny_lit_run["images"][0]),
             "../shared/data/flowers/test": str(photos), "flowers.index": str(root / "flowers.index"),
-            "exports/demo": str(root / "exports" / "demo")}
+            "exports/demo": str(root / "exports" / "demo"),
+            "daisy,dandelion,rose,sunflower,tulip": "red,green,blue,yellow,black",
+            '["daisy", "dandelion", "rose", "sunflower", "tulip"]': '["red", "green", "blue", "yellow", "black"]'}
 
 
 def substitute(text: str, paths: dict) -> str:

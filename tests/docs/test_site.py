@@ -57,7 +57,7 @@ def test_cli_reference_lists_every_command_and_option():
         for flag in flags:
             if flag not in ("-h", "--help"):
                 assert f"`{flag}`" in by_name[command], f"{command} {flag} missing from the reference"
-    assert "| `--views` `VIEWS` | augmented views per image besides the plain one | `0` |" in by_name["littune embed"]
+    assert "| `--views` `VIEWS` | augmented views per image besides the plain one (0: the plain view only) | `0` |" in by_name["littune embed"]
 
 
 def test_config_reference_lists_every_key_with_its_default_and_comment():
