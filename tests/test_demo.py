@@ -40,7 +40,9 @@ def test_quick_demo_end_to_end(shared_data, tmp_path, capsys):
     assert main(["eval", "zeroshot", "--model", run, "--images", str(images), "--cache", str(cache),
                  "--templates", "flowers", "--json", "--no-progress"]) == 0
     z = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert z["n"] == 100 and {"top1", "n"} <= set(z) and "top5" not in z  # 5 classes: top-5 would be 1.0
+    assert z["n"] == 100 and {"top1", "n"} <= set(z)
+    # 5 classes: top-5 is 1.0 by construction, kept for parity with CLIP_benchmark and marked trivial
+    assert z["top5"] == 1.0 and "every query is a hit" in z["trivial"]["top5"]
 
 
 def test_latest_points_at_the_newest_run(tmp_path):
