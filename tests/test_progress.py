@@ -61,9 +61,9 @@ def test_transformers_loading_bar_is_silenced(tiny_bert, mode):
 @pytest.fixture(scope="module")
 def labelled(tiny_lit_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("labelled")
-    for i, p in enumerate(tiny_lit_run["images"][:8]):
-        (root / f"class{i % 2}").mkdir(exist_ok=True)
-        shutil.copy(p, root / f"class{i % 2}" / p.name)
+    for i, p in enumerate(tiny_lit_run["images"][:8]):  # classes named in words the tiny tokenizer knows
+        (root / ("red", "blue")[i % 2]).mkdir(exist_ok=True)
+        shutil.copy(p, root / ("red", "blue")[i % 2] / p.name)
     return root
 
 

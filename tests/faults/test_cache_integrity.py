@@ -144,7 +144,7 @@ def test_verify_finds_a_changed_byte_and_embed_repairs_only_broken_shards(good, 
 
     calls = []
     real = writer._embed_shard
-    monkeypatch.setattr(writer, "_embed_shard", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(writer, "_embed_shard", lambda *a, **k: calls.append(a[4]) or real(*a, **k))  # the shard's offset
     with pytest.warns(CacheRepair, match=r"shard 1 is broken \(img_emb/img_emb_1.npy is truncated"):
         embed(str(good["csv"]), tower, cache, EmbedOptions(**OPTS))
     assert calls == [SHARD]  # shard 1 only: shard 2 passes the cheap check

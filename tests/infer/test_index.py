@@ -119,7 +119,7 @@ def test_a_killed_index_resumes_from_its_last_shard(lit, folder, tmp_path, monke
     calls = []
     real = writer._embed_shard
     # _embed_shard(run, tower, items, offset, ...): a[3] is the shard's first row
-    monkeypatch.setattr(writer, "_embed_shard", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(writer, "_embed_shard", lambda *a, **k: calls.append(a[4]) or real(*a, **k))  # the shard's offset
     resumed = lit.build_index(folder, out, opts)
     assert calls == [int(last.stem.split("_")[-1]) * 8]  # only the missing shard was embedded again
     assert np.array_equal(np.asarray(resumed.embeddings), rows)
