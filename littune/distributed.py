@@ -140,12 +140,34 @@ def init_from_env(timeout_s: float | None = None) -> bool:
     if "RANK" not in os.environ or is_distributed():
         return is_distributed()
     kw = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
+    kw.update(_attempt_store(kw.get("timeout")))
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("cpu:gloo,cuda:nccl", **kw)
     else:
         dist.init_process_group("gloo", **kw)
     return True
+
+
+def _attempt_store(timeout: datetime.timedelta | None) -> dict:
+    """Under torchrun, a store of this restart attempt's own (``init_process_group`` arguments), else
+    nothing (``env://`` as usual).
+
+    torchrun's agent keeps one TCP store for the whole job (``TORCHELASTIC_USE_AGENT_STORE``) and
+    this torch's ``env://`` handler connects to it without a per-attempt prefix: after a restart
+    (``--max-restarts``) the keys of the failed attempt are still there, so a process that reaches
+    ``init_process_group`` before its peer reads the dead peer's gloo address and fails with
+    "Gloo connectFullMesh failed ... Connection refused" (or waits on a stale barrier). Each attempt
+    gets its own key space here, as torch's launcher once did itself."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True) or not os.environ.get("MASTER_ADDR"):
+        return {}
+    from torch.distributed.constants import default_pg_timeout
+
+    attempt, job = elastic_restart()
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                           int(os.environ["WORLD_SIZE"]), is_master=False, timeout=timeout or default_pg_timeout)
+    return {"store": dist.PrefixStore(f"/littune/{job or 'job'}/attempt_{attempt}", client),
+            "rank": int(os.environ["RANK"]), "world_size": int(os.environ["WORLD_SIZE"])}
 
 
 class PeerLost(ConnectionError):
