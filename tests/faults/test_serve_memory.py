@@ -51,6 +51,17 @@ def _watch(pid: int, stop: threading.Event, peak: list[int]) -> None:
         time.sleep(0.005)
 
 
+def measure_in_child(module: str, run_dir, timeout: float) -> dict:
+    """``module.measure(run_dir)`` in a child process, its JSON result back: the server's memory is
+    measured, and the uploads and the watcher thread stay out of the test runner's worker process."""
+    code = f"import json; from {module} import measure; print(json.dumps(measure({str(run_dir)!r})))"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def measure(run_dir: str) -> dict:
     """Start a server on the run, send ten 36-MP PNGs at once, and report its RSS (bytes) and answers."""
     import httpx
@@ -91,12 +102,7 @@ def measure(run_dir: str) -> dict:
 def test_ten_big_pngs_at_once_stay_within_the_memory_bound(tiny_lit_run):
     # The client runs in a process of its own: it is the server's memory that is measured, and ten
     # 36-MP uploads with a watcher thread are kept away from the test runner's worker process.
-    code = f"import json; from tests.faults.test_serve_memory import measure; print(json.dumps(measure({str(tiny_lit_run['run'])!r})))"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    m = json.loads(res.stdout.strip().splitlines()[-1])
+    m = measure_in_child("tests.faults.test_serve_memory", tiny_lit_run["run"], timeout=900)
     for status, text in m["answers"]:
         assert status == 200, text
         assert json.loads(text)["label"] in ("green field", "red car")

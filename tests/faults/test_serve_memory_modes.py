@@ -9,10 +9,6 @@ conversion works in row blocks, and an image above the whole budget gets 413 wit
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -20,8 +16,8 @@ import pytest
 from PIL import Image
 
 from littune.serve import ServeLimits
-from tests.faults.test_serve_memory import MIB, _watch, memory_bound
-from tests.serve.live import REPO, start_server
+from tests.faults.test_serve_memory import MIB, _watch, measure_in_child, memory_bound
+from tests.serve.live import start_server
 
 pytestmark = pytest.mark.xdist_group("serve_memory")  # measures one process's memory: keep it alone
 LIMITS = dict(max_pixels=6_000_000, pixel_budget=6_000_000, max_active=1, max_queue=4,
@@ -82,12 +78,7 @@ def measure(run_dir: str) -> dict:
 
 
 def test_memory_bound_holds_for_every_mode(tiny_lit_run):
-    code = f"import json; from tests.faults.test_serve_memory_modes import measure; print(json.dumps(measure({str(tiny_lit_run['run'])!r})))"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    found = json.loads(res.stdout.strip().splitlines()[-1])
+    found = measure_in_child("tests.faults.test_serve_memory_modes", tiny_lit_run["run"], timeout=600)
     bound = memory_bound(ServeLimits(**LIMITS))
     for mode, m in found.items():
         print(f"{mode:20s} {m['bytes'] / 1024:8.0f} KB upload: status {m['status']}, peak +{m['grew'] / MIB:.0f} MiB "
