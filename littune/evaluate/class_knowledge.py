@@ -120,7 +120,8 @@ def knowledge_alias(name: str, synset: str, mode: str, s: Synsets) -> str | None
     if mode == "definition":
         gloss = definition.split(";")[0].strip()
         return f"{name}, {gloss}" if gloss else None
-    raise ValueError(f"knowledge: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_knowledge(mode)
+    return None
 
 
 def check_knowledge(mode: str) -> None:

@@ -64,6 +64,6 @@ def mpnet_path(root: Path | None = None) -> Path:
 
 
 def create_mpnet(*, pretrained: bool = True, pooling: str = "mean", context_length: int = 64,
-                 **_: Any) -> HFTextTower:
-    path = str(mpnet_path())
-    return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length), "mpnet", pooling)
+                 tokenize: str = "default", **_: Any) -> HFTextTower:
+    path = str(mpnet_path())  # model.text.tokenize reaches the tokenizer (and so its fingerprint), as for MiniLM
+    return HFTextTower(_load_model(path, pretrained), hf_tokenizer(path, context_length, tokenize), "mpnet", pooling)
