@@ -1,0 +1,72 @@
+"""Figures written into the prose (summary tables, the README's headline rows) agree with the results
+files they were read from, so re-running a benchmark without updating its page fails here."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.docs.hooks import DOCS, REPO
+
+
+def record(name: str) -> dict:
+    path = DOCS / "results" / f"{name}.json"
+    if not path.is_file():
+        pytest.skip(f"docs/results/{name}.json not written yet")
+    return json.loads(path.read_text())["figures"]
+
+
+def section(page: str, heading: str) -> str:
+    text = (DOCS / page).read_text()
+    start = text.index(heading)
+    nxt = text.find("\n## ", start + len(heading))
+    return text[start:nxt if nxt > 0 else None]
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def shown(text: str, value: float) -> bool:
+    """``text`` is ``value`` rounded to the decimals the text shows."""
+    decimals = len(text.partition(".")[2])
+    return number(text) == round(value, decimals)
+
+
+def test_cache_scale_summary_table_matches_its_results_file():
+    figures = record("bench_cache_scale")
+    text = section("caches.md", "## Measured: caches of")
+    rows = {int(r["n"]): r for r in figures["rows"]}
+    table = re.findall(r"^\| ([\d,]+) \| ([\d.]+) GB \| ([\d.]+) s \| ([\d.]+) s \(\+ ([\d.]+) s\) \| ([\d,]+) MiB / "
+                       r"[^|]+\| ([\d,]+), ([\d.]+) GiB \| ([\d,]+), ([\d.]+) GiB \|$", text, flags=re.M)
+    assert {int(number(t[0])) for t in table} == set(rows), "one table row per measured cache size"
+    for n, disk, write, open_s, counts, arrow, u_ex, u_rss, b_ex, b_rss in table:
+        r = rows[int(number(n))]
+        assert shown(disk, r["bytes_on_disk"] / 1e9), n
+        assert shown(write, r["write_s"]) and shown(open_s, r["open_s"]) and shown(counts, r["counts_s"]), n
+        assert shown(arrow, r["captions_arrow_mib"]), n
+        for mode, ex, rss in (("uniform", u_ex, u_rss), ("buffer", b_ex, b_rss)):
+            assert shown(ex, r[mode]["examples_per_s"]) and shown(rss, r[mode]["peak_rss_gib"]), (n, mode)
+    for mode, label in (("buffer", "through the shuffle buffer"), ("uniform", "uniform sampling")):
+        v = figures["vs_smallest"][mode]
+        m = re.search(label + r"\**:? x([\d.]+) (?:examples/s )?and \+([\d.]+) GiB", text)
+        assert m, f"caches.md names the {mode} ratio"
+        assert shown(m.group(1), v["examples_per_s_ratio"]) and shown(m.group(2), v["peak_rss_diff_gib"]), mode
+
+
+def test_readme_demo_rows_match_the_demo_benchmark():
+    figures = record("bench_demo")["warm"]
+    readme = (REPO / "README.md").read_text()
+    f = figures["flickr8k_test"]
+    expected = {
+        "Flickr8k test image->text R@1 / R@5 / R@10": f"{f['i2t_r1']:.3f} / {f['i2t_r5']:.3f} / {f['i2t_r10']:.3f}",
+        "Flickr8k test text->image R@1 / R@5 / R@10": f"{f['t2i_r1']:.3f} / {f['t2i_r5']:.3f} / {f['t2i_r10']:.3f}",
+        "flowers zero-shot top-1 (5 classes, chance 0.200)": f"{figures['flowers_zeroshot_top1']:.3f}",
+        "flowers linear probe top-1 (locked features)": f"{figures['flowers_probe_top1']:.3f}",
+        "wall time of `littune demo` (install not included)": f"{figures['littune_demo_wall_s'] / 60:.1f} min",
+    }
+    for label, value in expected.items():
+        m = re.search(r"^\| " + re.escape(label) + r"\s*\| (.+?) \|$", readme, flags=re.M)
+        assert m, f"README shows the demo's row {label!r}"
+        assert m.group(1) == value, label
