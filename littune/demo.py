@@ -203,4 +203,10 @@ def format_table(r: dict) -> str:
     w = max(len(a) for a, _ in rows)
     lines = [f"| {'metric':<{w}} | value |", f"|{'-' * (w + 2)}|-------|"]
     lines += [f"| {a:<{w}} | {b} |" for a, b in rows]
-    return "\n".join(lines) + f"\n\nrun: {r['run_dir']}\nreport: {r['report']}"
+    return "\n".join(lines) + f"\n\nrun: {_shown(r['run_dir'])}\nreport: {_shown(r['report'])}"
+
+
+def _shown(path: str) -> str:
+    """A path under the working folder as typed from it (``runs/demo/...``), any other in full."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

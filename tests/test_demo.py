@@ -53,3 +53,20 @@ def test_latest_points_at_the_newest_run(tmp_path):
         link = point_latest(tmp_path, tmp_path / name)
         assert link == tmp_path / "latest" and link.is_symlink() and link.resolve() == (tmp_path / name).resolve()
     assert not (tmp_path / "latest").readlink().is_absolute()  # the runs folder can move
+
+
+def test_the_table_names_runs_as_typed_from_the_working_folder(tmp_path, monkeypatch):
+    from littune.demo import format_table
+
+    f = {k: 0.5 for k in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")}
+    result = {"flickr8k_test": f, "flowers_zeroshot_top1": 0.4, "flowers_probe_top1": 0.9, "temperature": 30.0,
+              "wall_s": 60.0, "phases_s": {"install": None, "embed": 30.0},
+              "run_dir": str(tmp_path / "runs" / "demo" / "lit-x"), "report": str(tmp_path / "runs" / "demo" / "lit-x" / "report" / "report.md")}
+    monkeypatch.chdir(tmp_path)
+    table = format_table(result)
+    assert table.endswith("\n\nrun: runs/demo/lit-x\nreport: runs/demo/lit-x/report/report.md")
+    assert "|   install" in table and "not measured (run through `make demo`)" in table and "| 0.5 min |" in table
+    elsewhere = tmp_path.parent / "other"
+    elsewhere.mkdir(exist_ok=True)
+    monkeypatch.chdir(elsewhere)
+    assert format_table(result).endswith(f"run: {tmp_path}/runs/demo/lit-x\nreport: {tmp_path}/runs/demo/lit-x/report/report.md")

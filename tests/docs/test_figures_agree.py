@@ -70,3 +70,14 @@ def test_readme_demo_rows_match_the_demo_benchmark():
         m = re.search(r"^\| " + re.escape(label) + r"\s*\| (.+?) \|$", readme, flags=re.M)
         assert m, f"README shows the demo's row {label!r}"
         assert m.group(1) == value, label
+
+
+def test_readme_cold_demo_times_match_the_demo_benchmark():
+    cold = record("bench_demo")["cold"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    m = re.search(r"installs \(([\d.]+) minutes\) and embeds [\d,]+ images and [\d,]+ captions \(([\d.]+) minutes "
+                  r"on 2 cores\): ([\d.]+) minutes for a cold `make demo`", readme)
+    assert m, "README gives the cold demo's install, embedding and total times"
+    install, embed, total = (float(x) for x in m.groups())
+    assert install == round(cold["phases_s"]["install"] / 60, 1) and embed == round(cold["phases_s"]["embed"] / 60, 1)
+    assert total == round(cold["make_demo_wall_s"] / 60, 1)
