@@ -103,10 +103,11 @@ def machine_info() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return {"cpu": model, "arch": platform.machine(), "cores": cores, "cpu_count": os.cpu_count(),
             "isa": {f: f in flags for f in ISA_FLAGS}, "python": platform.python_version(),
             "versions": versions, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "commit": commit, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "load_avg_1_5_15": load, "commit": commit, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def command_line(argv: list[str] | None = None) -> str:

@@ -34,9 +34,11 @@ def machine_line(machine: dict) -> str:
     isa = [k for k, v in (machine.get("isa") or {}).items() if v]
     versions = machine.get("versions") or {}
     libs = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "littune")
+    load = machine.get("load_avg_1_5_15")
+    busy = f"; load average {' / '.join(map(str, load))} (1 / 5 / 15 min) when it ended" if load else ""
     return (f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('cores')} cores usable "
             f"(ISA: {', '.join(isa) or 'none of those recorded'}); {libs}; "
-            f"commit {machine.get('commit') or '?'}, {machine.get('date') or 'undated'}")
+            f"commit {machine.get('commit') or '?'}, {machine.get('date') or 'undated'}{busy}")
 
 
 def render(name: str, command: str | None, root: Path = RESULTS) -> str:

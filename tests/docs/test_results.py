@@ -20,6 +20,7 @@ def test_write_results_records_machine_command_and_figures(tmp_path, monkeypatch
     machine = record["machine"]
     assert machine["cores"] >= 1 and set(machine["isa"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
     assert machine["versions"]["torch"] and "openvino" in machine["versions"] and machine["date"].endswith("Z")
+    assert len(machine["load_avg_1_5_15"]) == 3 and all(x >= 0 for x in machine["load_avg_1_5_15"])
     cpuinfo = open("/proc/cpuinfo").read() if sys.platform == "linux" else ""
     if cpuinfo:
         assert machine["cpu"] and machine["cpu"] in cpuinfo
@@ -32,12 +33,13 @@ def test_a_results_box_shows_exactly_the_files_figures(tmp_path):
     record = {"benchmark": "bench_x", "variant": None, "command": "python benchmarks/bench_x.py --n 3",
               "machine": {"cpu": "Test CPU 9000", "cores": 2, "isa": {"avx2": True, "amx_bf16": False},
                           "versions": {"torch": "2.14.1", "openvino": "2026.4.1"}, "commit": "abc1234",
-                          "date": "2026-12-06T04:00:00Z"},
+                          "date": "2026-12-06T04:00:00Z", "load_avg_1_5_15": [2.1, 1.5, 0.9]},
               "notes": None, "figures": {"images_per_s": 45.9, "levels": [{"p50_ms": 386}, {"p50_ms": 1190}]}}
     (tmp_path / "bench_x.json").write_text(json.dumps(record))
     box = results().render("bench_x", None, root=tmp_path)
     assert "`python benchmarks/bench_x.py --n 3`" in box and "Test CPU 9000, 2 cores usable (ISA: avx2)" in box
     assert "torch 2.14.1" in box and "openvino 2026.4.1" in box
+    assert "load average 2.1 / 1.5 / 0.9 (1 / 5 / 15 min) when it ended" in box
     rows = dict(re.findall(r"^\| `([^`]+)` \| (.+) \|$", box, flags=re.M))
     assert rows == {"images_per_s": "45.9", "levels[0].p50_ms": "386", "levels[1].p50_ms": "1190"}
     missing = results().render("bench_y", "python benchmarks/bench_y.py", root=tmp_path)
