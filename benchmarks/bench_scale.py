@@ -55,7 +55,9 @@ def make_cache(folder: Path) -> Path:
 
     from littune.cache.items import ImageItem
     from littune.cache.manifest import Manifest
+    from littune.cache.verify import bad_file
     from littune.cache.writer import save_atomic, save_npy, _write_metadata, finalize
+    from littune.data.images import BadInputLog
     from littune.data.flickr8k import Flickr8k
     from littune.towers import create_image_tower
 
@@ -72,6 +74,7 @@ def make_cache(folder: Path) -> Path:
     feats = np.random.default_rng(0).standard_normal((n, tower.embed_dim), dtype=np.float32).astype(np.float16)
     _write_metadata(folder / "metadata" / "metadata_0.parquet", items)
     save_atomic(folder / "img_emb" / "img_emb_0.npy", lambda p: save_npy(p, feats))
+    save_atomic(folder / bad_file(0), lambda p: BadInputLog().write(p))  # none skipped: random features
     finalize(folder, m)
     return folder
 
