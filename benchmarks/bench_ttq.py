@@ -45,16 +45,16 @@ BASE = ["model.image.name=efficientnet_lite0", "model.image.lock=L", "model.imag
         "model.init_temperature=30", "train.precision=auto", "optim.lr=0.001", "optim.weight_decay=0.0001"]
 LL = ["model.text.lock=L", "train.batch_size=1024", "optim.warmup_steps=50"]
 MLP = ["model.text.head=mlp", "model.text.head_bias=false"]
-DEMO = "demo default: LL + MLP head"  # littune/resources/configs/demo.yaml, spelled out
+DEMO = "demo default: LL + MLP head + mixup"  # littune/resources/configs/demo.yaml, spelled out
 RECIPES: dict[str, list[tuple[int, list[str]]]] = {
-    DEMO: [(300, [*LL, *MLP])],
+    DEMO: [(300, [*LL, *MLP, "train.mixup=1.0"])],
     "previous default (MiniLM top 3 layers tuned)": [(500, [
         "model.text.lock=U", "model.text.locked_blocks=4", "model.text.lr_mult=0.3", "train.batch_size=256",
         "optim.warmup_steps=50"])],
     "LL + linear head": [(300, [*LL, "model.text.head_bias=false"])],
-    "LL + MLP + mixup": [(300, [*LL, *MLP, "train.mixup=1.0"])],
-    "LL + MLP + 2 views": [(300, [*LL, *MLP, "data.views=2"])],
-    "LL + MLP, 600 steps": [(600, [*LL, *MLP])],
+    "LL + MLP, no mixup": [(300, [*LL, *MLP, "train.mixup=0"])],
+    "LL + MLP + 2 views": [(300, [*LL, *MLP, "train.mixup=1.0", "data.views=2"])],
+    "LL + MLP + mixup, 600 steps": [(600, [*LL, *MLP, "train.mixup=1.0"])],
     "warm start: LL + MLP, then top layer of MiniLM": [
         (200, [*LL, *MLP]),
         (150, [*MLP, "model.text.lock=U", "model.text.locked_blocks=6", "model.text.lr_mult=0.5", "train.batch_size=256",
