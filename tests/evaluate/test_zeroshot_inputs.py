@@ -141,6 +141,7 @@ def test_allowed_repeats_warn_once_and_later_collisions_still_fail():
     assert str(caught[0].message) == (
         "CLIP's ImageNet names repeat for 'missile' (0) and 'Missile' (1); 'sunglasses' (3) and 'SUNGLASSES' (4): "
         "kept verbatim as published figures use them (identical classifier rows)")
+    assert not caught[0].filename.endswith("zeroshot.py")  # attributed to a caller, not to the check's own line
     with pytest.raises(ValueError, match=r"^classes 'sunglasses' \(3\) and 'SUNGLASSES' \(4\)"):
         check_prompt_identity(lower_words, classes, ["a {}"], repeats=[(1, 0)])
     with warnings.catch_warnings(record=True) as caught:

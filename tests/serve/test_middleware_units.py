@@ -188,10 +188,12 @@ def test_queue_and_pixel_budget_settings():
 
 def test_body_timeout_and_per_client_limits_are_checked():
     assert ServeLimits(body_timeout_s=0.25).body_timeout_s == 0.25
+    timeouts = "^serve limits: max_queue must be >= 0, queue_timeout_s and body_timeout_s > 0$"
     for bad in ({"body_timeout_s": 0.0}, {"body_timeout_s": -1.0}):
-        with pytest.raises(ValueError, match="^serve limits: max_queue must be >= 0, queue_timeout_s and body_timeout_s > 0$"):
+        with pytest.raises(ValueError, match=timeouts):
             ServeLimits(**bad)
-    with pytest.raises(ValueError, match=r"^serve limits: max_per_client must be >= 0 \(0: half of max_active\), got -1$"):
+    per_client = r"^serve limits: max_per_client must be >= 0 \(0: half of max_active\), got -1$"
+    with pytest.raises(ValueError, match=per_client):
         ServeLimits(max_per_client=-1)
     assert ServeLimits(max_per_client=3).max_per_client == 3
 
