@@ -184,3 +184,42 @@ def test_queue_and_pixel_budget_settings():
     assert ServeLimits(max_pixels=500, pixel_budget=500).pixel_budget == 500
     with pytest.raises(ValueError, match=r"pixel_budget \(499\) is below max_pixels \(500\)"):
         ServeLimits(max_pixels=500, pixel_budget=499)
+
+
+def test_body_timeout_and_per_client_limits_are_checked():
+    assert ServeLimits(body_timeout_s=0.25).body_timeout_s == 0.25
+    timeouts = "^serve limits: max_queue must be >= 0, queue_timeout_s and body_timeout_s > 0$"
+    for bad in ({"body_timeout_s": 0.0}, {"body_timeout_s": -1.0}):
+        with pytest.raises(ValueError, match=timeouts):
+            ServeLimits(**bad)
+    per_client = r"^serve limits: max_per_client must be >= 0 \(0: half of max_active\), got -1$"
+    with pytest.raises(ValueError, match=per_client):
+        ServeLimits(max_per_client=-1)
+    assert ServeLimits(max_per_client=3).max_per_client == 3
+
+
+@pytest.mark.parametrize("max_active,per_client", [(1, 1), (2, 1), (5, 2), (8, 4), (9, 4)])
+def test_max_per_client_defaults_to_half_of_max_active_rounded_down_at_least_one(max_active, per_client):
+    got = ServeLimits(max_active=max_active).max_per_client
+    assert got == per_client and isinstance(got, int)
+
+
+def test_send_json_sends_the_exact_headers_and_body():
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    def headers(message):  # as HTTP reads them: names and the media type are case-insensitive (RFC 9110)
+        return [(k.lower(), v.lower() if k.lower() == b"content-type" else v) for k, v in message["headers"]]
+
+    asyncio.run(send_json(send, 503, "server busy: try again", "image", {"Retry-After": 2}))
+    body = b'{"error": "server busy: try again", "field": "image"}'
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 503 and sent[1] == {"type": "http.response.body", "body": body}
+    assert headers(sent[0]) == [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", b"2")]
+    sent.clear()
+    asyncio.run(send_json(send, 413, "too large", None))
+    assert headers(sent[0]) == [(b"content-type", b"application/json"), (b"content-length", b"37")]
+    assert sent[1]["body"] == b'{"error": "too large", "field": null}'
