@@ -170,9 +170,7 @@ def validate(cfg: ExperimentConfig) -> None:
 def check_prefix_config(cfg: ExperimentConfig) -> None:
     """What a prefix cache needs from the config (the tower's own limits are checked once it is built)."""
     t, p = cfg.model.text, cfg.model.text.prefix_cache
-    if p.k < 0:
-        raise ConfigError(f"model.text.prefix_cache.k={p.k} must be >= 1 (or 0: no prefix cache)")
-    if not p.k:
+    if not p.k:  # (its range, config/ranges.py, refuses a negative k)
         return
     key = f"model.text.prefix_cache.k={p.k}"
     if p.dtype not in ("float16", "float32"):

@@ -78,7 +78,7 @@ class ImageTowerConfig:
 class PrefixCacheConfig:
     """The prefix cache (cache/prefix.py): the locked bottom of a pre-trained text tower run once per caption."""
     k: int = 0  # cache the token states after this many locked groups (= model.text.locked_blocks); 0: off
-    dtype: str = "float16"  # float16 | float32 (exact: a step equals the live one; twice the disk)
+    dtype: str = "float16"  # float16 | float32 (a step then equals the live one, bitwise at equal padding; 2x disk)
     folder: Optional[str] = None  # an explicit cache folder (default: inside the image cache, prefix/)
 
 
