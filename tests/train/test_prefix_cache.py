@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from littune.cache import prefix as prefix_module
+from littune.cache import CacheMismatch
 from littune.cache.audit import verify_cache
 from littune.config import ConfigError
 from littune.towers import text_hf
@@ -84,12 +85,14 @@ def _without_cache(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k != "text_tokens"}
 
 
-def test_a_step_from_the_prefix_cache_equals_the_whole_tower_bit_for_bit(setup, tmp_path):
-    cached = Trainer(_cfg(setup, tmp_path / "cached"))
+@pytest.mark.parametrize("tune", ["full", "lora"])
+def test_a_step_from_the_prefix_cache_equals_the_whole_tower_bit_for_bit(setup, tmp_path, tune):
+    tuning = [f"model.text.tune={tune}"]
+    cached = Trainer(_cfg(setup, tmp_path / "cached", *tuning))
     assert (tmp_path / "cached" / "prefix_cache_manifest.json").is_file()
     folder = cached.batches.prefix_cache.folder
     assert folder.parent.name == "prefix" and folder.name.startswith("hf_") and f"-k{K}-float32-" in folder.name
-    live = Trainer(_cfg(setup, tmp_path / "live", prefix=None))
+    live = Trainer(_cfg(setup, tmp_path / "live", *tuning, prefix=None))
     _whole_tower(live)
     batch = _batch_at(cached, padded=True)
     mask = batch["text_tokens"]["attention_mask"]
@@ -97,7 +100,10 @@ def test_a_step_from_the_prefix_cache_equals_the_whole_tower_bit_for_bit(setup, 
     loss_c, g_cached = _train_step(cached, batch)
     loss_l, g_live = _train_step(live, _without_cache(batch))
     trained_text = [n for n in g_live if n.startswith("text.")]
-    assert len(trained_text) == 3 * 16 and all(n.startswith("text.model.encoder.layer.") for n in trained_text)
+    # full: 16 tensors in each of the 3 top layers; lora: A and B of 6 projections in each
+    assert len(trained_text) == 3 * (16 if tune == "full" else 12), len(trained_text)
+    assert all(n.startswith("text.model.encoder.layer.") and int(n.split(".")[4]) >= K - 1 for n in trained_text)
+    assert tune == "full" or all("lora_" in n for n in trained_text)
     assert set(g_cached) == set(g_live)
     assert loss_c == loss_l
     for name in g_live:
@@ -176,6 +182,16 @@ def test_training_from_the_prefix_cache_builds_it_once_and_keeps_it_valid(setup,
 def test_config_refusals_name_the_key(setup, tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         Trainer(_cfg(setup, tmp_path / "run", *extra))
+
+
+def test_an_explicit_cache_folder_made_by_other_locked_weights_is_refused_by_name(setup, tmp_path):
+    ours = Trainer(_cfg(setup, tmp_path / "ours", "model.text.prefix_cache.folder=" + str(tmp_path / "pc")))
+    assert ours.batches.prefix_cache.folder == tmp_path / "pc"
+    other = save_tiny_bert(tmp_path / "other_bert", seed=1, layers=4)
+    cfg = _cfg(setup, tmp_path / "theirs", f"model.text.prefix_cache.folder={tmp_path / 'pc'}")
+    cfg.model.text.name = f"hf:{other}"
+    with pytest.raises(CacheMismatch, match=rf"prefix cache {tmp_path / 'pc'} was made by another(.|\n)*fingerprint: cache has"):
+        Trainer(cfg)
 
 
 def test_a_depth_outside_the_tower_names_the_key_and_its_groups(setup, tmp_path):
