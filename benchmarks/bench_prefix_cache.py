@@ -1,6 +1,16 @@
-"""Would caching a partly locked text tower's hidden states pay? One MiniLM training step, two ways.
+"""Does caching a partly locked text tower's hidden states pay? MiniLM training steps, two ways.
 
     python benchmarks/bench_prefix_cache.py [--batch 256] [--steps 8] [--threads N]
+    python benchmarks/bench_prefix_cache.py --train [--k 4] [--steps 20] [--batch 256] [--threads N]
+
+``--train`` measures the built prefix cache (``littune/cache/prefix.py``) through ``littune train``'s
+own code: the ``minilm_top3`` recipe (locked EfficientNet-Lite0 on its Flickr8k train cache, MiniLM
+with ``locked_blocks=k``) with ``model.text.prefix_cache.k=k`` against the same config live, on
+Flickr8k train only. It records the cache's disk size and build time (into a temporary folder, not
+the image cache's), and steps/s of each run from its metrics log (runs alternate: live, prefix,
+live, prefix). Its results file is ``bench_prefix_cache-train.json``.
+
+Without ``--train`` (the measurement made before the cache was built):
 
 With ``model.text.locked_blocks=N`` the lowest N layer groups of MiniLM (embeddings, then encoder
 layers) never change, so their output for every caption could be computed once, like the image
@@ -26,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -127,13 +138,94 @@ def measure(locked_blocks: int, batch: int, steps: int, tokens: dict, images: to
             "cache_gb_flickr8k": round(FLICKR8K_TRAIN_CAPTIONS * T * D * 2 / 1e9, 2), "seq_len": T}
 
 
+def _recipe(k: int, batch: int, steps: int, out: Path, prefix: Path | None, threads: int):
+    """minilm_top3 with locked_blocks=k on Flickr8k train (the demo's image cache: crop 1.0), no evaluation."""
+    from littune.config import load_config
+
+    recipe = Path(__file__).resolve().parents[1] / "littune" / "resources" / "configs" / "minilm_top3.yaml"
+    return load_config(recipe, [
+        f"data.train=flickr8k:{SHARED / 'flickr8k'}:train", "model.image.crop_pct=1.0",
+        f"model.text.locked_blocks={k}", f"train.steps={steps}", f"train.batch_size={batch}", "train.eval_every=0",
+        "train.ckpt_every=0", "train.log_every=1", "train.progress=false", f"train.out_dir={out}",
+        f"train.threads={threads}", "data.num_workers=0",
+        *([f"model.text.prefix_cache.k={k}", f"model.text.prefix_cache.folder={prefix}"] if prefix else [])])
+
+
+def _run(cfg) -> dict:
+    """Train; steps/s from the metrics log (per-step wall time of the training loop, data included)."""
+    import json
+
+    from littune.train import Trainer
+
+    trainer = Trainer(cfg)
+    summary = trainer.fit()
+    rows = [json.loads(line) for line in (Path(cfg.train.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    ends = [r["train_s"] for r in rows if "loss" in r]
+    per_step = [b - a for a, b in zip([0.0, *ends[:-1]], ends)]
+    later = per_step[1:]  # the first step warms the allocator and kernels
+    return {"steps": len(per_step), "train_s": summary["train_s"], "setup_s": summary["setup_s"],
+            "median_step_s": round(statistics.median(later), 4), "steps_per_s": round(len(later) / sum(later), 4),
+            "first_loss": rows[0]["loss"], "last_loss": [r for r in rows if "loss" in r][-1]["loss"]}
+
+
+def train_mode(a) -> None:
+    import os
+    import tempfile
+
+    from littune.cache.prefix import PrefixOptions, build_prefix_cache
+    from littune.train.data import open_cache
+
+    load = os.getloadavg()
+    threads = a.threads or torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="bench_prefix_") as tmp:
+        tmp = Path(tmp)
+        cfg = _recipe(a.k, a.batch, a.steps, tmp / "run", tmp / "prefix", threads)
+        torch.set_num_threads(threads)
+        stage(f"prefix cache: MiniLM k={a.k}, every Flickr8k train caption")
+        tower = cfg.model.text.build()
+        image_cache = open_cache(cfg.data, cfg.model.image.build(), "train", progress=False)
+        texts = [c for caps in image_cache.captions for c in caps]
+        t0 = time.perf_counter()
+        cache = build_prefix_cache(texts, tower, tmp / "prefix", PrefixOptions(progress=True))
+        build_s = time.perf_counter() - t0
+        lengths = np.concatenate(cache._lengths)
+        built = {"k": a.k, "texts": len(texts), "tokens": int(lengths.sum()), "mean_tokens": round(float(lengths.mean()), 2),
+                 "dtype": cache.manifest.dtype, "disk_mb": round(cache.disk_bytes / 1e6, 1), "build_s": round(build_s, 1),
+                 "build_texts_per_s": round(len(texts) / build_s, 1)}
+        print(f"built in {build_s:.0f} s: {built['disk_mb']} MB", file=sys.stderr)
+        runs: dict[str, list[dict]] = {"live": [], "prefix": []}
+        for i in range(a.rounds):
+            for name in ("live", "prefix"):
+                stage(f"round {i + 1}: {a.steps} steps {name}, batch {a.batch}")
+                runs[name].append(_run(_recipe(a.k, a.batch, a.steps, tmp / f"{name}{i}",
+                                               tmp / "prefix" if name == "prefix" else None, threads)))
+    best = {name: max(r["steps_per_s"] for r in rs) for name, rs in runs.items()}
+    figures = {"cache": built, "batch": a.batch, "threads": threads, "precision": cfg.train.precision,
+               "load_avg_at_start": [round(x, 2) for x in load],
+               "live": runs["live"], "prefix": runs["prefix"],
+               "speedup": round(best["prefix"] / best["live"], 3)}
+    print_table(f"minilm_top3, locked_blocks={a.k}, batch {a.batch}, {threads} threads", [
+        ("prefix cache", f"{built['disk_mb']} MB {built['dtype']}", f"built in {built['build_s']} s"),
+        *[(name, f"{' / '.join(str(r['steps_per_s']) for r in rs)} steps/s", f"median step "
+           f"{' / '.join(str(r['median_step_s']) for r in rs)} s") for name, rs in runs.items()],
+        ("speed-up", f"{figures['speedup']}x", "best run of each")])
+    print_json(figures, variant="train")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 8; --train: 20 per run)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--locked-blocks", default="2,4,6", help="comma-separated N of model.text.locked_blocks")
+    ap.add_argument("--train", action="store_true", help="measure the built prefix cache through littune train")
+    ap.add_argument("--k", type=int, default=4, help="--train: model.text.locked_blocks = prefix_cache.k")
+    ap.add_argument("--rounds", type=int, default=2, help="--train: live and prefix runs, alternating")
     a = ap.parse_args()
+    if a.train:
+        a.steps = a.steps or 20
+        return train_mode(a)
+    a.steps = a.steps or 8
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)

@@ -70,27 +70,27 @@ class TextManifest:
     def read(cls, folder: str | Path) -> "TextManifest":
         path = Path(folder) / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not a text cache (no {MANIFEST})")
+            raise FileNotFoundError(f"{folder} is not a {cls.kind} cache (no {MANIFEST})")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise CacheMismatch(f"{path}: not valid JSON ({e}); delete {folder} to rebuild it") from None
-        if not isinstance(data, dict) or data.get("kind") != "text" or data.get("format_version") != FORMAT_VERSION:
-            raise CacheMismatch(f"{path}: not a littune text cache v{FORMAT_VERSION}")
+        if not isinstance(data, dict) or data.get("kind") != cls.kind or data.get("format_version") != cls.format_version:
+            raise CacheMismatch(f"{path}: not a littune {cls.kind} cache v{cls.format_version}")
         try:
             return cls(**data)
         except TypeError as e:  # unknown or missing fields
             raise CacheCorrupt(f"{path}: {e}; delete {folder} to rebuild it") from None
 
-    @staticmethod
-    def is_text(folder: str | Path) -> bool:
-        """Whether ``folder`` holds a text cache's manifest (a damaged one counts)."""
+    @classmethod
+    def is_text(cls, folder: str | Path) -> bool:
+        """Whether ``folder`` holds this kind's manifest (a damaged one counts)."""
         try:
-            return json.loads((Path(folder) / MANIFEST).read_text()).get("kind") == "text"
+            return json.loads((Path(folder) / MANIFEST).read_text()).get("kind") == cls.kind
         except FileNotFoundError:
             return False
         except (ValueError, AttributeError, OSError):
-            return (Path(folder) / "txt_emb").is_dir()
+            return (Path(folder) / cls.shard_files(0)[0]).parent.is_dir()
 
     def identity(self) -> dict[str, Any]:
         return {"tower": self.tower, "fingerprint": self.fingerprint, "tokenizer": self.tokenizer,
@@ -99,6 +99,19 @@ class TextManifest:
     @property
     def n_shards(self) -> int:
         return (self.n_texts + self.shard_size - 1) // self.shard_size
+
+    def shard_rows(self, k: int) -> int:
+        return min(self.shard_size, self.n_texts - k * self.shard_size)
+
+    @staticmethod
+    def shard_files(k: int) -> list[str]:
+        """Shard ``k``'s files, as paths in the cache (the prefix cache has two per shard)."""
+        return [f"txt_emb/txt_emb_{k}.npy"]
+
+    def shard_problems(self, folder: Path, k: int) -> list[str]:
+        """What is wrong with shard ``k``'s file (its header and size against the manifest); empty: fine."""
+        name = self.shard_files(k)[0]
+        return _npy_problems(folder, name, (self.shard_rows(k), self.embed_dim), self.dtype)
 
 
 def tower_identity(tower) -> dict[str, Any]:
@@ -116,44 +129,42 @@ def texts_sha256(texts: Sequence[str]) -> str:
 
 
 def _shard_file(k: int) -> str:
-    return f"txt_emb/txt_emb_{k}.npy"
+    return TextManifest.shard_files(k)[0]
 
 
 def _shard_path(out: Path, k: int) -> Path:
     return out / _shard_file(k)
 
 
-def _shard_problems(out: Path, m: TextManifest, k: int) -> list[str]:
-    """What is wrong with shard ``k``'s file (its header and size against the manifest); empty: fine."""
-    rows = min(m.shard_size, m.n_texts - k * m.shard_size)
-    header = npy_header(Path(out), _shard_file(k))
+def _npy_problems(folder: Path, name: str, shape: tuple[int, ...], dtype: str) -> list[str]:
+    """What is wrong with the .npy file ``name`` against the shape and dtype a manifest gives; empty: fine."""
+    header = npy_header(Path(folder), name)
     if isinstance(header, str):
         return [header]
-    shape, dtype = header
-    problems = [f"{_shard_file(k)} has shape {' x '.join(map(str, shape))}, the manifest says {rows} x {m.embed_dim}"
-                ] if shape != (rows, m.embed_dim) else []
-    return problems + ([f"{_shard_file(k)} holds {dtype}, the manifest says {m.dtype}"]
-                       if dtype != np.dtype(m.dtype) else [])
+    got, got_dtype = header
+    problems = [f"{name} has shape {' x '.join(map(str, got))}, the manifest says {' x '.join(map(str, shape))}"
+                ] if got != shape else []
+    return problems + ([f"{name} holds {got_dtype}, the manifest says {dtype}"] if got_dtype != np.dtype(dtype) else [])
 
 
-def check_text_cache(folder: str | Path, hashes: bool = True) -> VerifyReport:
-    """Check every shard of a finished text cache (``hashes``: also each file's SHA-256)."""
+def check_text_cache(folder: str | Path, hashes: bool = True, manifest_cls: type = TextManifest) -> VerifyReport:
+    """Check every shard of a finished text (or prefix) cache (``hashes``: also each file's SHA-256)."""
     folder = Path(folder)
-    m = TextManifest.read(folder)
-    report = VerifyReport(folder, "text", n_shards=m.n_shards,
+    m = manifest_cls.read(folder)
+    report = VerifyReport(folder, m.kind, n_shards=m.n_shards,
                           repair=f"delete the damaged files (or {folder}): the next `littune train` or `eval` "
                                  "that uses this cache embeds what is missing again")
     if not m.complete:
-        report.problems[-1] = ["text embedding did not finish"]
+        report.problems[-1] = [f"{m.kind} embedding did not finish"]
         return report
     for k in range(m.n_shards):
-        found = _shard_problems(folder, m, k)
-        if not found and hashes:
-            digest = m.files.get(_shard_file(k))
+        found = m.shard_problems(folder, k)
+        for name in m.shard_files(k) if not found and hashes else []:
+            digest = m.files.get(name)
             if digest is None:
-                found = [f"{_shard_file(k)}: no SHA-256 recorded (made by an older littune)"]
-            elif sha256_file(folder / _shard_file(k)) != digest:
-                found = [f"{_shard_file(k)}: SHA-256 differs from the one recorded when it was written"]
+                found.append(f"{name}: no SHA-256 recorded (made by an older littune)")
+            elif sha256_file(folder / name) != digest:
+                found.append(f"{name}: SHA-256 differs from the one recorded when it was written")
             else:
                 report.n_files += 1
         if found:
@@ -161,10 +172,52 @@ def check_text_cache(folder: str | Path, hashes: bool = True) -> VerifyReport:
     return report
 
 
-def _refuse(where: Path, diffs: list[str], what: str) -> None:
+def _refuse(where: Path, diffs: list[str], what: str, kind: str = "text") -> None:
     if diffs:
-        raise CacheMismatch(f"text cache {where} was made {what}, refusing to use it:\n  " + "\n  ".join(diffs)
+        raise CacheMismatch(f"{kind} cache {where} was made {what}, refusing to use it:\n  " + "\n  ".join(diffs)
                             + f"\ndelete it (or choose another folder) to re-embed")
+
+
+def begin_shards(out: Path, manifest: TextManifest, what: str) -> list[int]:
+    """Start or resume writing a sharded cache at ``out``: refuse one made otherwise (``what``: by whom),
+    write the unfinished manifest, and return the shards to (re)compute (missing or broken ones)."""
+    try:
+        old = type(manifest).read(out)
+    except FileNotFoundError:
+        old = None
+    kind = manifest.kind
+    if old is not None:
+        have, want = old.identity(), manifest.identity()
+        _refuse(out, [f"{k}: cache has {have[k]!r}, tower has {v!r}" for k, v in want.items() if have[k] != v],
+                what, kind)
+        _refuse(out, [f"{k}: {getattr(old, k)!r} -> {getattr(manifest, k)!r}"
+                      for k in ("dtype", "n_texts", "texts_sha256", "shard_size") if getattr(old, k) != getattr(manifest, k)],
+                "for other texts or settings", kind)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for k in range(manifest.n_shards):
+        problems = manifest.shard_problems(out, k)
+        if problems and any((out / f).exists() for f in manifest.shard_files(k)):
+            warnings.warn(f"{out}: {kind} shard {k} is broken ({'; '.join(problems)}): embedding it again", CacheRepair)
+        if problems:
+            todo.append(k)
+    # SHA-256s of the good shards, as taken when they were written (a resume never re-takes them)
+    redo = {f for k in todo for f in manifest.shard_files(k)}
+    every = {f for k in range(manifest.n_shards) for f in manifest.shard_files(k)}
+    manifest.files = {f: h for f, h in (old.files if old else {}).items() if f in every - redo}
+    manifest.engine = old.engine if old and not todo else ""
+    manifest.write(out)
+    return todo
+
+
+def finish_shards(out: Path, manifest: TextManifest, shards: list[int]) -> None:
+    """Record every shard's rows and files' SHA-256 (kept for the shards a resume did not redo) and
+    write the manifest complete: the last write, so a cache without it is unfinished."""
+    manifest.shards = shards
+    manifest.files = {f: manifest.files.get(f) or sha256_file(out / f)
+                      for k in range(manifest.n_shards) for f in manifest.shard_files(k)}  # in shard order
+    manifest.complete = True
+    manifest.write(out)
 
 
 def _embed_texts(run, tower, texts: list[str], opts: TextEmbedOptions, bar) -> np.ndarray:
@@ -189,35 +242,12 @@ def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOpt
     out, texts = Path(out), list(texts)
     manifest = TextManifest(**tower_identity(tower), dtype=opts.dtype, n_texts=len(texts),
                             texts_sha256=texts_sha256(texts), shard_size=opts.shard_size)
-    try:
-        old = TextManifest.read(out)
-    except FileNotFoundError:
-        old = None
-    if old is not None:
-        _refuse(out, [f"{k}: cache has {old.identity()[k]!r}, tower has {v!r}"
-                      for k, v in manifest.identity().items() if old.identity()[k] != v], "by another text tower")
-        _refuse(out, [f"{k}: {getattr(old, k)!r} -> {getattr(manifest, k)!r}"
-                      for k in ("dtype", "n_texts", "texts_sha256", "shard_size") if getattr(old, k) != getattr(manifest, k)],
-                "for other texts or settings")
-    out.mkdir(parents=True, exist_ok=True)
-    todo = []
-    for k in range(manifest.n_shards):
-        problems = _shard_problems(out, manifest, k)
-        if problems and _shard_path(out, k).exists():
-            warnings.warn(f"{out}: text shard {k} is broken ({'; '.join(problems)}): embedding it again", CacheRepair)
-        if problems:
-            todo.append(k)
-    # SHA-256s of the good shards, as taken when they were written (a resume never re-takes them)
-    manifest.files = {f: h for f, h in (old.files if old else {}).items()
-                      if f in {_shard_file(k) for k in range(manifest.n_shards)} - {_shard_file(k) for k in todo}}
-    manifest.write(out)
+    todo = begin_shards(out, manifest, "by another text tower")
     if todo:
         from ..towers.engine import text_engine
 
         engine = text_engine(tower, opts.engine, threads=opts.threads or torch.get_num_threads())
         manifest.engine = engine.name
-    else:
-        manifest.engine = old.engine if old else ""
     n_todo = sum(len(texts[k * opts.shard_size:(k + 1) * opts.shard_size]) for k in todo)
     bar = tqdm(total=n_todo, unit="text", desc=f"embed texts {tower.name}", disable=not opts.progress,
                dynamic_ncols=True)
@@ -226,11 +256,8 @@ def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOpt
         feats = _embed_texts(engine, tower, shard, opts, bar).astype(opts.dtype)
         save_atomic(_shard_path(out, k), lambda p: save_npy(p, feats))
     bar.close()
-    manifest.shards = [int(np.load(_shard_path(out, k), mmap_mode="r").shape[0]) for k in range(manifest.n_shards)]
-    manifest.files = {_shard_file(k): manifest.files.get(_shard_file(k)) or sha256_file(_shard_path(out, k))
-                      for k in range(manifest.n_shards)}  # in shard order: a resume writes the same manifest
-    manifest.complete = True
-    manifest.write(out)
+    finish_shards(out, manifest, [int(np.load(_shard_path(out, k), mmap_mode="r").shape[0])
+                                  for k in range(manifest.n_shards)])
     return TextCache(out)
 
 

@@ -161,9 +161,30 @@ def validate(cfg: ExperimentConfig) -> None:
                       "for the full schedule", ConfigWarning, stacklevel=2)
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")
+    check_prefix_config(cfg)
     if cfg.model.text.dropout and cfg.model.text.name != "scratch":
         raise ConfigError(f"model.text.dropout applies to the scratch text tower only (model.text.name="
                           f"'{cfg.model.text.name}' keeps its own dropout); set it to 0")
+
+
+def check_prefix_config(cfg: ExperimentConfig) -> None:
+    """What a prefix cache needs from the config (the tower's own limits are checked once it is built)."""
+    t, p = cfg.model.text, cfg.model.text.prefix_cache
+    if not p.k:  # (its range, config/ranges.py, refuses a negative k)
+        return
+    key = f"model.text.prefix_cache.k={p.k}"
+    if p.dtype not in ("float16", "float32"):
+        raise ConfigError(f"model.text.prefix_cache.dtype='{p.dtype}' is not one of float16, float32")
+    if t.lock != "U" or t.name == "scratch" or not t.pretrained:
+        raise ConfigError(f"{key} caches the locked bottom of a pre-trained text tower: needs model.text.lock=U "
+                          f"and a pre-trained minilm or hf: tower (got lock={t.lock}, name={t.name}, "
+                          f"pretrained={t.pretrained})")
+    if p.k != t.locked_blocks:
+        raise ConfigError(f"{key} must equal model.text.locked_blocks={t.locked_blocks}: the cache holds the "
+                          "output of the locked groups (set both)")
+    if cfg.model.image.lock != "L" or not cfg.data.use_cache or cfg.data.stream:
+        raise ConfigError(f"{key} is read beside the image embedding cache, in its captions' order: needs "
+                          "model.image.lock=L, data.use_cache=true and data.stream=false")
 
 
 def check_choice(value: Any, key: str, choices: dict[str, str], none_ok: bool = False) -> None:

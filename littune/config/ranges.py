@@ -27,7 +27,7 @@ RANGES: dict[str, tuple[Bound, Bound]] = {
     "model.image.head_dropout": (0.0, ("open", 1.0)), "model.text.head_dropout": (0.0, ("open", 1.0)),
     "model.text.dropout": (0.0, ("open", 1.0)), "model.text.context_length": (1, 8192),
     "model.text.lora_rank": (1, 4096), "model.text.lora_alpha": (("open", 0.0), 1e6),
-    "model.text.lora_dropout": (0.0, ("open", 1.0)),
+    "model.text.lora_dropout": (0.0, ("open", 1.0)), "model.text.prefix_cache.k": (0, 10_000),
     "model.text.vocab_size": (64, 10_000_000), "model.text.width": (1, WIDE), "model.text.depth": (1, 1024),
     "model.text.heads": (1, 1024), "model.text.mlp_ratio": (("open", 0.0), 64.0),
     "optim.lr": (("open", 0.0), 1e3), "optim.weight_decay": (0.0, 1e3),

@@ -23,8 +23,9 @@ RECORDS = {EXPORT_FILE: "an export record", MODEL_FILE: "a trained model", INFO_
            "index.json": "an image index", "manifest.json": "an embedding cache"}
 # Names a run folder holds (runs/files.py), and the study's marker of the setting a folder trains.
 RUN_NAMES = frozenset({CONFIG_FILE, MODEL_FILE, INFO_FILE, "summary.json", "metrics.jsonl", "metrics.tsv",
-                       "cache_manifest.json", "text_cache_manifest.json", CHECKPOINTS_DIR, "resumes.json",
-                       "tokenizer", "report", "bad_inputs.tsv", "study_setting.json", "result.json"})
+                       "cache_manifest.json", "text_cache_manifest.json", "prefix_cache_manifest.json",
+                       CHECKPOINTS_DIR, "resumes.json", "tokenizer", "report", "bad_inputs.tsv", "study_setting.json",
+                       "result.json"})
 
 
 class FolderTaken(FileExistsError):

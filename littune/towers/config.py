@@ -75,6 +75,14 @@ class ImageTowerConfig:
 
 
 @dataclass
+class PrefixCacheConfig:
+    """The prefix cache (cache/prefix.py): the locked bottom of a pre-trained text tower run once per caption."""
+    k: int = 0  # cache the token states after this many locked groups (= model.text.locked_blocks); 0: off
+    dtype: str = "float16"  # float16 | float32 (a step then equals the live one, bitwise at equal padding; 2x disk)
+    folder: Optional[str] = None  # an explicit cache folder (default: inside the image cache, prefix/)
+
+
+@dataclass
 class TextTowerConfig:
     name: str = "minilm"  # scratch | minilm | hf:<name-or-path>
     lock: str = "U"
@@ -100,6 +108,8 @@ class TextTowerConfig:
     lora_dropout: float = 0.0
     lora_targets: Optional[List[str]] = None  # module-name suffixes; None: query, key, value,
     # attention.output.dense, intermediate.dense, output.dense for BERT-family towers (tuning.py has T5's)
+    # Lu / LU at a cached cost: train the top layers from cached states of the locked bottom (docs/prefix_cache.md)
+    prefix_cache: PrefixCacheConfig = field(default_factory=PrefixCacheConfig)
     # scratch only:
     tokenizer: str = "minilm"  # minilm (packaged vocabulary) | train (on the captions) | path to tokenizer.json
     vocab_size: int = 8192  # when tokenizer=train

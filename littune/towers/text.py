@@ -89,25 +89,36 @@ class TextTower(Lockable):
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def features_from(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) token states after the locked groups (a prefix cache's rows) and (B, T) mask ->
+        (B, D) features: the unlocked groups and the pooling (towers that support a prefix cache)."""
+        raise NotImplementedError(f"text tower {self.name} cannot start from cached token states")
+
     length_buckets: int = 4  # encode a batch as this many length-sorted chunks (0/1: off)
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``tokens``: {'input_ids', 'attention_mask'}, or {'prefix_states' (B, T, D), 'attention_mask'}
+        from a prefix cache (``cache/prefix.py``): then only the unlocked groups run."""
+        states = tokens.get("prefix_states")
         with self.grad_context():
-            return self._bucketed(tokens["input_ids"], tokens["attention_mask"])
+            if states is not None:
+                return self._bucketed(states, tokens["attention_mask"], self.features_from)
+            return self._bucketed(tokens["input_ids"], tokens["attention_mask"], self.features)
 
-    def _bucketed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _bucketed(self, x: torch.Tensor, mask: torch.Tensor, run) -> torch.Tensor:
         """Captions vary in length (Flickr8k: mean 14 tokens, batch maximum ~30): sorting a batch by
         length and trimming each chunk's padding halves the work. Padding is masked everywhere, so
-        the embeddings are the same as one padded batch's (up to float rounding)."""
-        B = ids.shape[0]
+        the embeddings are the same as one padded batch's (up to float rounding). ``x``: (B, T) ids
+        or (B, T, D) cached states, chunked the same way."""
+        B = x.shape[0]
         lengths = mask.sum(1)
         if self.length_buckets < 2 or B < 4 * self.length_buckets:
-            return self.features(ids, mask)
+            return run(x, mask)
         order = torch.argsort(lengths, stable=True)
         outs = []
         for chunk in order.tensor_split(self.length_buckets):
             L = int(lengths[chunk].max())  # right padding: the first L positions hold every token
-            outs.append(self.features(ids[chunk, :L], mask[chunk, :L]))
+            outs.append(run(x[chunk, :L], mask[chunk, :L]))
         out = torch.cat(outs)  # (B, D) in sorted order
         return out[torch.argsort(order)]
 

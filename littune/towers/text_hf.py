@@ -18,7 +18,11 @@ import torch
 from torch import nn
 
 from .canonical import needs_lowercase
+from .lock import fingerprint_state
 from .text import TextTower, Tokenizer, pool
+
+# Encoders whose layers features_from runs one at a time (cache/prefix.py): BERT (MiniLM) and MPNet.
+PREFIX_MODEL_TYPES = ("bert", "mpnet")
 
 TOKENIZE_STYLES = {
     "default": "the tokenizer's own special tokens ([CLS] ... [SEP] for BERT)",
@@ -77,8 +81,54 @@ class HFTextTower(TextTower):
         self.embed_dim = int(getattr(cfg, "hidden_size", None) or cfg.d_model)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.locked_blocks and self.prefix_support() is None:  # the prefix cache's path, live
+            return self.features_from(self.prefix_states(input_ids, attention_mask), attention_mask)
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)  # (B, T, D) -> (B, D)
+
+    # ---- a partly locked tower in two halves: what a prefix cache stores, and the rest ----------
+    def prefix_support(self) -> str | None:
+        """None if the tower can be split after its locked groups; else why not."""
+        kind = getattr(self.model.config, "model_type", "?")
+        if kind not in PREFIX_MODEL_TYPES:
+            return f"a '{kind}' encoder (a prefix cache runs {', '.join(PREFIX_MODEL_TYPES)} encoders)"
+        return None
+
+    def prefix_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and mask -> (B, T, D) token states after the locked groups: the prefix cache's rows."""
+        groups = self.layer_groups()[:self.locked_blocks]  # [embeddings, layer 0, ..., layer k - 2]
+        with torch.no_grad():  # locked: no parameter here needs a gradient
+            return self._run_layers(groups[0](input_ids=input_ids), attention_mask, groups[1:])
+
+    def features_from(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) states after the locked groups -> the unlocked layers -> pooled (B, D). The live
+        path runs it too (``features``), so a cached and a live step compute the same thing."""
+        hidden = self._run_layers(states, attention_mask, self.layer_groups()[max(self.locked_blocks, 1):])
+        return pool(hidden, attention_mask, self.pooling)
+
+    def _run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, layers: list[nn.Module]) -> torch.Tensor:
+        """Encoder layers as the model's own forward runs them: the attention mask it builds, and
+        MPNet's relative position bias (from positions only; its table is locked with the bottom)."""
+        if not layers:
+            return hidden
+        layer_mask = _layer_mask(self.model, hidden, mask)
+        encoder = self.model.encoder
+        extra = ({"position_bias": encoder.compute_position_bias(hidden)}
+                 if hasattr(encoder, "compute_position_bias") else {})
+        for layer in layers:
+            out = layer(hidden, layer_mask, **extra)
+            hidden = out[0] if isinstance(out, tuple) else out  # transformers 4 returns tuples
+        return hidden
+
+    def prefix_fingerprint(self) -> str:
+        """Fingerprint of what a prefix cache depends on: the locked groups' weights (and MPNet's
+        shared position bias table), never the unlocked ones, so training the top keeps the cache valid."""
+        groups = self.layer_groups()[:self.locked_blocks]
+        state = {f"{i}.{name}": t for i, g in enumerate(groups) for name, t in g.state_dict().items()}
+        shared = getattr(self.model.encoder, "relative_attention_bias", None)
+        if shared is not None:
+            state.update({f"relative_attention_bias.{n}": t for n, t in shared.state_dict().items()})
+        return fingerprint_state(state)
 
     def set_lock(self, mode: str, locked_blocks: int = 0) -> None:
         super().set_lock(mode, locked_blocks)
@@ -99,6 +149,15 @@ class HFTextTower(TextTower):
             return [m.shared, *m.encoder.block]
         layers = next(c for c in m.encoder.children() if isinstance(c, nn.ModuleList))
         return [m.embeddings, *layers]
+
+
+def _layer_mask(model: nn.Module, hidden: torch.Tensor, mask: torch.Tensor):
+    """The attention mask the model's forward hands its encoder layers, for (B, T) ``mask``."""
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # older transformers: the additive (B, 1, 1, T) mask
+        return model.get_extended_attention_mask(mask, mask.shape)
+    return create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
 
 
 def _load_model(spec: str, pretrained: bool) -> nn.Module:

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..cache import EmbedOptions, EmbeddingCache, ensure_cache, load_items
 from ..cache.items import ImageItem
+from ..cache.prefix import PrefixCache, PrefixOptions, check_prefix_tower, ensure_prefix_cache, prefix_cache_dir
 from ..cache.text import TextCache, TextEmbedOptions, ensure_text_cache, text_cache_dir
 from ..data.images import BadImage, load_image
 from ..towers import ImageTower
@@ -49,6 +50,15 @@ def open_text_cache(cfg: DataConfig, tower, image_cache: EmbeddingCache, progres
     folder = cfg.text_cache or text_cache_dir(image_cache.folder, tower)
     opts = TextEmbedOptions(engine=cfg.engine, progress=progress)
     return ensure_text_cache(texts, tower, folder, opts)
+
+
+def open_prefix_cache(cfg, tower, image_cache: EmbeddingCache, progress: bool = True) -> PrefixCache:
+    """``cfg``: model.text.prefix_cache. The token states after the locked groups of every caption of
+    ``image_cache`` (built once, with a progress bar, then reused; another tower's is refused by name)."""
+    check_prefix_tower(tower, cfg.k)
+    texts = [c for caps in image_cache.captions for c in caps]
+    folder = cfg.folder or prefix_cache_dir(image_cache.folder, tower, cfg.dtype)
+    return ensure_prefix_cache(texts, tower, folder, PrefixOptions(dtype=cfg.dtype, progress=progress))
 
 
 def caption_counts(captions: Sequence) -> np.ndarray:
@@ -85,16 +95,19 @@ class CachedBatches:
 
     With a text cache (both towers locked) a batch carries the captions' features too, and the
     text tower never runs: caption c of image row r is text row ``offsets[r] + c``.
+    With a prefix cache (a partly locked text tower) it carries the captions' token states after
+    the locked groups instead, as ``text_tokens``, and only the unlocked layers run.
     With a shuffle buffer the cache holds the buffer's shards (+1: a batch may straddle two
     windows) in memory instead of mapping the whole file, so memory does not grow with the cache.
     """
 
-    def __init__(self, cache: EmbeddingCache, schedule: PairSchedule, text_cache: TextCache | None = None):
-        self.cache, self.schedule, self.text_cache = cache, schedule, text_cache
+    def __init__(self, cache: EmbeddingCache, schedule: PairSchedule, text_cache: TextCache | None = None,
+                 prefix_cache: PrefixCache | None = None):
+        self.cache, self.schedule, self.text_cache, self.prefix_cache = cache, schedule, text_cache, prefix_cache
         if schedule.buffer:
             cache.resident(schedule.buffer + 1)
         self.captions = cache.captions
-        if text_cache is not None:  # (N,) first text row of each image
+        if text_cache is not None or prefix_cache is not None:  # (N,) first text row of each image
             self.offsets = np.concatenate([[0], np.cumsum(caption_counts(self.captions))[:-1]])
 
     def __call__(self, step: int) -> dict:
@@ -104,6 +117,8 @@ class CachedBatches:
         batch = {"image_features": feats, "captions": [c[i] for c, i in zip(caps, cap)], "bad": []}
         if self.text_cache is not None:
             batch["text_features"] = self.text_cache.rows(self.offsets[rows] + cap)  # (B, D_txt) float32
+        if self.prefix_cache is not None:  # {'prefix_states' (B, T, D), 'attention_mask' (B, T)}
+            batch["text_tokens"] = self.prefix_cache.rows(self.offsets[rows] + cap)
         return batch
 
     def iterate(self, start: int, stop: int) -> Iterator[dict]:

@@ -23,14 +23,14 @@ from ..model import LiTModel
 from .batches import PairSchedule
 from ..towers import ImageTower
 from ..towers.tuning import interpolate
-from ..runs.files import TEXT_CACHE_MANIFEST_FILE
+from ..runs.files import PREFIX_CACHE_MANIFEST_FILE, TEXT_CACHE_MANIFEST_FILE
 from ..runs import (keep_cache_manifest, latest_checkpoint, load_checkpoint, save_checkpoint, save_model,
                     write_config, write_summary)
 from ..runs.checkpoints import read_state, rng_state
 from ..runs.target import check_run_folder
 from ..config import ConfigError, ExperimentConfig, to_yaml, validate
-from .data import (CachedBatches, LiveBatches, caption_counts, live_items, open_cache, open_text_cache,
-                   schedule_options)
+from .data import (CachedBatches, LiveBatches, caption_counts, live_items, open_cache, open_prefix_cache,
+                   open_text_cache, schedule_options)
 from .warm_start import warm_start
 from ..evaluate.suite import DEV, EvalSuite
 from ..evaluate.summary import build_report
@@ -135,6 +135,12 @@ class Trainer:
             with torch.random.fork_rng(devices=[]):  # embedding must not move the training's RNG
                 text_cache = open_text_cache(cfg.data, self.model.text, cache, progress=t.progress)
             keep_cache_manifest(self.run_dir, text_cache.folder, TEXT_CACHE_MANIFEST_FILE)
+        prefix_cache = None
+        if cfg.model.text.prefix_cache.k:  # the locked bottom of the text tower, run once per caption
+            with torch.random.fork_rng(devices=[]):
+                prefix_cache = open_prefix_cache(cfg.model.text.prefix_cache, self.model.text, cache,
+                                                 progress=t.progress and self.main)
+            keep_cache_manifest(self.run_dir, prefix_cache.folder, PREFIX_CACHE_MANIFEST_FILE)
         self.warm_started = (warm_start(self.model, t.init_from, list(t.init_parts))
                              if t.init_from and not resume else None)
         transform = (image_tower.preprocess.train_transform() if cfg.data.augment
@@ -147,7 +153,7 @@ class Trainer:
             self.schedule = PairSchedule(caption_counts(captions), t.batch_size, t.seed,
                                          cfg.data.views if self.cached else 0, rank=self.rank, world=self.world,
                                          **schedule_options(cache if self.cached else None, cfg.data))
-            self.batches = (CachedBatches(cache, self.schedule, text_cache) if self.cached
+            self.batches = (CachedBatches(cache, self.schedule, text_cache, prefix_cache) if self.cached
                             else LiveBatches(items, self.schedule, transform, cfg.data.num_workers))
         if self.rank:  # its own noise (dropout, augmentation) from here on; rank 0 draws as one process does
             seed_everything(distributed.rank_seed(t.seed, self.rank))
@@ -196,6 +202,8 @@ class Trainer:
         dev = self.device
         if batch.get("text_features") is not None:  # a locked, cached text tower: it never runs
             text_kw = {"text_features": batch["text_features"].to(dev, non_blocking=True)}
+        elif batch.get("text_tokens") is not None:  # a prefix cache's states: the unlocked layers run
+            text_kw = {"tokens": {k: v.to(dev, non_blocking=True) for k, v in batch["text_tokens"].items()}}
         else:
             text_kw = {"tokens": {k: v.to(dev, non_blocking=True)
                                   for k, v in self.model.tokenize(batch["captions"]).items()}}

@@ -71,7 +71,7 @@ def mixup_draw(alpha: float, n: int, seed: int, step: int, rank: int = 0,
 
 
 def _device_type(tokens: dict) -> str:
-    return tokens["input_ids"].device.type
+    return tokens["attention_mask"].device.type  # (token ids or a prefix cache's states beside it)
 
 
 def _autocast(enabled: bool, device_type: str = "cpu"):
@@ -107,7 +107,7 @@ def _slice(tokens: dict, sl: slice) -> dict:
 
 def grad_cache_step(fwd: nn.Module, loss_fn: Callable, tokens: dict, image_kw: dict, chunk: int,
                     bf16: bool) -> torch.Tensor:
-    B = tokens["input_ids"].shape[0]
+    B = tokens["attention_mask"].shape[0]
     chunks = [slice(i, min(i + chunk, B)) for i in range(0, B, chunk)]
     ddp = hasattr(fwd, "no_sync")
     no_sync = fwd.no_sync if ddp else contextlib.nullcontext

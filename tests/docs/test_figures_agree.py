@@ -81,3 +81,16 @@ def test_readme_cold_demo_times_match_the_demo_benchmark():
     install, embed, total = (float(x) for x in m.groups())
     assert install == round(cold["phases_s"]["install"] / 60, 1) and embed == round(cold["phases_s"]["embed"] / 60, 1)
     assert total == round(cold["make_demo_wall_s"] / 60, 1)
+
+
+def test_prefix_cache_page_quotes_its_results_file():
+    figures = record("bench_prefix_cache-train")
+    text = section("prefix_cache.md", "## What it costs and saves")
+    cache = figures["cache"]
+    assert (f"| {cache['disk_mb']:.0f} MB for {cache['texts']:,} captions ({cache['tokens']:,} tokens), built in "
+            f"{cache['build_s']:.0f} s ({cache['build_texts_per_s']:.0f} captions/s) |") in text
+    for name, label in (("live", "live"), ("prefix", "from the prefix cache")):
+        speeds = " / ".join(f"{run['steps_per_s']:.4f}" for run in figures[name])
+        assert f"| {label} | {speeds} steps/s |" in text
+    assert f"| speed-up (best run of each) | {figures['speedup']:.2f}x |" in text
+    assert f"load average {figures['load_avg_at_start'][0]:.1f} when it started" in text
