@@ -1,7 +1,7 @@
 """The main job: train LiT on Flickr8k with the offline default towers and prove zero-shot transfer.
 
     embed   Flickr8k train/dev/test and TF-flowers with the locked EfficientNet-Lite0 (cached)
-    train   the text tower (MiniLM by default, or a transformer from scratch) on Flickr8k train
+    train   the text tower (MiniLM by default, MPNet, or a transformer from scratch) on Flickr8k train
     eval    Flickr8k test retrieval, flowers zero-shot (never trained on flowers), flowers probe
     report  a results table, report.md with plots, and a run directory every command can load
 """
@@ -26,11 +26,15 @@ FLOWER_NAMES = {"daisy": "daisy", "dandelion": "dandelion", "roses": "rose", "su
                 "tulips": "tulip"}
 
 
+# --text: the demo's recipe with each text tower (resources/configs/)
+DEMO_CONFIGS = {"minilm": "demo.yaml", "mpnet": "demo_mpnet.yaml", "scratch": "demo_scratch.yaml"}
+
+
 @dataclass
 class DemoOptions:
     data: Optional[str] = None  # folder with flickr8k/ and flowers/ (default ../shared/data, else download)
     out: str = "runs/demo"
-    text: str = "minilm"  # minilm | scratch
+    text: str = "minilm"  # minilm | mpnet | scratch
     quick: bool = False
     steps: Optional[int] = None
     cache: Optional[str] = None  # embedding cache root
@@ -55,9 +59,9 @@ def find_data(data: str | None) -> Path:
 
 def demo_config(data: Path, run_dir: Path, text: str, quick: bool, steps: int | None,
                 cache: str | None, splits: dict[str, str]) -> ExperimentConfig:
-    name = {"minilm": "demo.yaml", "scratch": "demo_scratch.yaml"}.get(text)
+    name = DEMO_CONFIGS.get(text)
     if name is None:
-        raise ValueError(f"--text must be minilm or scratch, got {text!r}")
+        raise ValueError(f"--text must be one of {', '.join(DEMO_CONFIGS)}, got {text!r}")
     overrides = [f"data.train={splits['train']}", f"data.dev={splits['dev']}", f"train.out_dir={run_dir}"]
     if cache:
         overrides.append(f"data.cache_root={cache}")

@@ -70,3 +70,19 @@ def test_the_table_names_runs_as_typed_from_the_working_folder(tmp_path, monkeyp
     elsewhere.mkdir(exist_ok=True)
     monkeypatch.chdir(elsewhere)
     assert format_table(result).endswith(f"run: {tmp_path}/runs/demo/lit-x\nreport: {tmp_path}/runs/demo/lit-x/report/report.md")
+
+
+def test_demo_text_mpnet_is_the_demo_recipe_with_mpnet(tmp_path):
+    """`littune demo --text mpnet` (the towers study's best point) changes the text tower and nothing else."""
+    import dataclasses
+
+    from littune.demo import demo_config
+
+    splits = {"train": "flickr8k:X:train", "dev": "flickr8k:X:dev"}
+    base, mp = (demo_config(tmp_path, tmp_path / "run", text, False, None, None, splits) for text in ("minilm", "mpnet"))
+    assert base.model.text.name == "minilm" and mp.model.text.name == "mpnet"
+    a, b = dataclasses.asdict(base), dataclasses.asdict(mp)
+    a["model"]["text"].pop("name"), b["model"]["text"].pop("name"), a.pop("name"), b.pop("name")
+    assert a == b
+    with pytest.raises(ValueError, match="minilm, mpnet, scratch"):
+        demo_config(tmp_path, tmp_path / "run", "bert", False, None, None, splits)

@@ -13,8 +13,9 @@ def _demo(p: argparse.ArgumentParser):
                    help="folder with flickr8k/ and flowers/ (default: ../shared/data beside the project, "
                         "else the public data sets are downloaded to ~/.cache/littune/data)")
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="where runs go (OUT/latest points at the newest)")
-    p.add_argument("--text", default="minilm", choices=["minilm", "scratch"],
-                   help="text tower: pre-trained MiniLM, or a transformer trained from scratch")
+    p.add_argument("--text", default="minilm", choices=["minilm", "mpnet", "scratch"],
+                   help="text tower: pre-trained MiniLM; pre-trained MPNet, stronger and slower to cache "
+                        "(needs `make install-mpnet`); or a transformer trained from scratch")
     p.add_argument("--quick", action="store_true", help="a small slice of the data: a first look in minutes")
     p.add_argument("--steps", type=Number(int, 1, 10**9), default=None,
                    help="training steps (default: the recipe's, 300; 40 with --quick)")
