@@ -79,6 +79,9 @@ def test_mixup_draw_is_a_pinned_function_of_seed_step_and_rank():
     assert torch.equal(again[0], lam) and torch.equal(again[1], perm)
     assert not torch.equal(mixup_draw(0.4, 6, 3, 5, rank=1)[0], lam)  # each rank its own draw
     assert not torch.equal(mixup_draw(0.4, 6, 3, 6)[0], lam)
+    # drawn on the CPU, then moved where the batch is (the meta device stands in for a GPU here)
+    lam, perm = mixup_draw(0.4, 6, 3, 5, device="meta")
+    assert lam.device.type == "meta" and perm.device.type == "meta" and lam.shape == (6, 1)
 
 
 def test_forward_without_mix_encodes_each_input_kind(model, batch):
