@@ -70,3 +70,15 @@ def test_the_ring_refusals_say_what_to_do():
         create_loss("sigmoid", ring=True)(img, txt, torch.tensor(5.0), torch.tensor(-2.0))
     assert str(e.value) == ("train.ring_loss=true passes text chunks between processes, and this run has one "
                             "process: launch it with torchrun --nproc_per_node N (N >= 2), or drop train.ring_loss")
+
+
+@pytest.mark.parametrize("cls", [SoftmaxLoss, SigmoidLoss])
+def test_the_losses_follow_the_inputs_device_not_the_default_one(cls):
+    """Under another default device (torch.set_default_device('cuda') in a user's script; 'meta' here)
+    every tensor the loss makes lives where the inputs do, so the value is the same."""
+    img, txt = _pairs(n=5)
+    scale, bias = torch.tensor(3.0), torch.tensor(-1.0)
+    expected = cls()(img, txt, scale, bias)
+    with torch.device("meta"):
+        got = cls()(img, txt, scale, bias)
+    assert got.device == img.device and torch.equal(got, expected)

@@ -25,10 +25,13 @@ def collectives_case() -> dict:
     r = distributed.rank()
     base = _rows()
     mine = base[sum(SIZES[:r]):sum(SIZES[:r + 1])]
-    sizes = distributed.batch_sizes(SIZES[r])
+    with torch.device("meta"):  # another default device: the count travels on the device asked for
+        sizes = distributed.batch_sizes(SIZES[r], "cpu")
     x = mine.clone().requires_grad_()
-    gathered = distributed.gather_with_grad(x)  # the sizes gathered inside
-    (gathered * (r + 1) * (base - 1)).sum().backward()  # rank r weighs every global row by (r + 1)
+    weights = (r + 1) * (base - 1)  # rank r weighs every global row by (r + 1)
+    with torch.device("meta"):  # and on the rows' device, whatever the default
+        gathered = distributed.gather_with_grad(x)  # the sizes gathered inside
+        (gathered * weights).sum().backward()
     x2 = mine.clone().requires_grad_()
     gathered2 = distributed.gather_with_grad(x2, sizes)
     (gathered2 ** 2).sum().backward()
