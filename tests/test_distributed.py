@@ -159,8 +159,9 @@ def test_init_from_env_with_cuda_takes_the_local_gpu(monkeypatch, no_launcher, i
     monkeypatch.setenv("RANK", "1")
     D.init_from_env()
     monkeypatch.setenv("LOCAL_RANK", "1")
-    D.init_from_env()
-    assert devices == [0, 1] and calls == [("cpu:gloo,cuda:nccl", {})] * 2
+    D.init_from_env(timeout_s=3)
+    assert devices == [0, 1]
+    assert calls == [("cpu:gloo,cuda:nccl", {}), ("cpu:gloo,cuda:nccl", {"timeout": datetime.timedelta(seconds=3)})]
 
 
 def test_each_restart_attempt_gets_its_own_key_space(monkeypatch, no_launcher, inits):

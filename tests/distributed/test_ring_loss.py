@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import littune.losses as losses_mod
 from littune import distributed
 from littune.losses import SigmoidLoss
 
@@ -34,23 +35,36 @@ def ring_case() -> dict:
     sizes = SIZES[w]
     img, txt = _pairs(sum(sizes))
     mine = slice(sum(sizes[:r]), sum(sizes[:r + 1]))
-    out = {}
-    for with_bias in (True, False):
-        x, y = img[mine].clone().requires_grad_(), txt[mine].clone().requires_grad_()
-        s = torch.tensor(SCALE, dtype=torch.float64, requires_grad=True)
-        b = torch.tensor(BIAS, dtype=torch.float64, requires_grad=True)
-        asked = []
-
-        def sizes_of(n, device):
-            asked.append((n, str(device)))
-            return distributed.batch_sizes(n, device)
-
-        with torch.device("meta"):  # another default device: every tensor made must follow the inputs
-            loss = SigmoidLoss(ring=True, sizes=sizes_of)(x, y, s, b if with_bias else None)
-            loss.backward()
-        out[with_bias] = {"loss": loss.detach(), "img": x.grad, "txt": y.grad, "scale": s.grad,
-                          "bias": b.grad, "asked": asked}
+    out, shifts = {}, []
+    ring_shift = losses_mod.ring_shift
+    losses_mod.ring_shift = lambda x, rows: (shifts.append(rows), ring_shift(x, rows))[1]  # counts the steps
+    try:
+        for with_bias in (True, False):
+            out[with_bias] = _one_loss(img[mine], txt[mine], with_bias, shifts)
+    finally:
+        losses_mod.ring_shift = ring_shift
     return out
+
+
+def _one_loss(img: torch.Tensor, txt: torch.Tensor, with_bias: bool, shifts: list[int]) -> dict:
+    """Forward and backward of one ring loss; the rows each ring step received, in order."""
+    x, y = img.clone().requires_grad_(), txt.clone().requires_grad_()
+    s = torch.tensor(SCALE, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(BIAS, dtype=torch.float64, requires_grad=True)
+    asked = []
+
+    def sizes_of(n, device):
+        asked.append((n, str(device)))
+        return distributed.batch_sizes(n, device)
+
+    with torch.device("meta"):  # another default device: every tensor made must follow the inputs
+        loss = SigmoidLoss(ring=True, sizes=sizes_of)(x, y, s, b if with_bias else None)
+        forward_shifts = list(shifts)
+        loss.backward()
+    backward_shifts = shifts[len(forward_shifts):]
+    shifts.clear()
+    return {"loss": loss.detach(), "img": x.grad, "txt": y.grad, "scale": s.grad, "bias": b.grad,
+            "asked": asked, "forward_shifts": forward_shifts, "backward_shifts": backward_shifts}
 
 
 def _reference(w: int, with_bias: bool) -> list[dict]:
@@ -83,6 +97,10 @@ def test_ring_loss_and_gradients_equal_the_equation(w, tmp_path):
         for r, (rank_got, ref) in enumerate(zip(got, _reference(w, with_bias))):
             mine = rank_got[with_bias]
             assert mine["asked"] == [(SIZES[w][r], "cpu")], r  # this rank's pair count, on the rows' device
+            # W - 1 steps forward, W back (the last brings the chunk home), each receiving the chunk of
+            # the rank one further back: rank r first gets rank r - 1's rows, then r - 2's, ...
+            behind = [SIZES[w][(r - k) % w] for k in range(1, w + 1)]
+            assert (mine["forward_shifts"], mine["backward_shifts"]) == (behind[:-1], behind), r
             for key in ("loss", "img", "txt", "scale"):
                 torch.testing.assert_close(mine[key], ref[key], rtol=1e-9, atol=1e-12, msg=f"rank {r}: {key}")
             if with_bias:
