@@ -33,12 +33,18 @@ def collectives_case() -> dict:
         gathered = distributed.gather_with_grad(x)  # the sizes gathered inside
         (gathered * weights).sum().backward()
     x2 = mine.clone().requires_grad_()
-    gathered2 = distributed.gather_with_grad(x2, sizes)
+    gather_sizes, asked = distributed.batch_sizes, []
+    distributed.batch_sizes = lambda *a: asked.append(a) or gather_sizes(*a)  # counts the size gathers
+    try:
+        gathered2 = distributed.gather_with_grad(x2, sizes)  # sizes given: none gathered again
+    finally:
+        distributed.batch_sizes = gather_sizes
     (gathered2 ** 2).sum().backward()
     value = torch.tensor([r + 1.0, 10.0 * r], requires_grad=True) * 1
     mean = distributed.mean_across(value)
     out = {"rank": distributed.rank(), "world": distributed.world_size(), "main": distributed.is_main(),
            "distributed": distributed.is_distributed(), "sizes": sizes, "offset": distributed.local_offset(sizes),
+           "default_device_sizes": distributed.batch_sizes(SIZES[r]), "sizes_gathered_again": asked,
            "gathered": gathered.detach(), "grad": x.grad, "gathered2": gathered2.detach(), "grad2": x2.grad,
            "shifted": distributed.ring_shift(mine, SIZES[(r - 1) % 3]),
            "shifted3d": distributed.ring_shift(mine.reshape(-1, 2, 2), SIZES[(r - 1) % 3]),
@@ -55,7 +61,8 @@ def test_collectives_on_three_ranks_with_unequal_rows(tmp_path):
         lo, hi = sum(SIZES[:r]), sum(SIZES[:r + 1])
         prev = (r - 1) % 3
         assert (g["rank"], g["world"], g["main"], g["distributed"]) == (r, 3, r == 0, True)
-        assert g["sizes"] == SIZES and g["offset"] == lo
+        assert g["sizes"] == g["default_device_sizes"] == SIZES and g["offset"] == lo
+        assert g["sizes_gathered_again"] == []
         torch.testing.assert_close(g["gathered"], base, rtol=0, atol=0)
         torch.testing.assert_close(g["gathered2"], base, rtol=0, atol=0)
         # Σ over ranks q of (q + 1) * (row - 1): 6 * (row - 1) for this rank's rows, and 3 * 2x for x².
