@@ -94,3 +94,15 @@ def test_prefix_cache_page_quotes_its_results_file():
         assert f"| {label} | {speeds} steps/s |" in text
     assert f"| speed-up (best run of each) | {figures['speedup']:.2f}x |" in text
     assert f"load average {figures['load_avg_at_start'][0]:.1f} when it started" in text
+
+
+def test_testing_page_lists_the_modules_below_the_mutation_goal():
+    figures = record("mutation")
+    text = section("testing.md", "### Last measured scores")
+    row = re.search(r"^\| below 0\.90 \| (.*) \|$", text, flags=re.M)
+    assert row, "testing.md's goal table has a 'below 0.90' row"
+    shown_below = dict(re.findall(r"`([\w/]+\.py)` \(([\d.]+)\)", row.group(1)))
+    below = {m.removeprefix("littune/"): f["score"] for m, f in figures.items() if f["score"] < 0.90}
+    assert set(shown_below) == set(below)
+    for module, score in shown_below.items():
+        assert shown(score, below[module]), module
