@@ -168,7 +168,8 @@ def test_bad_study_configs_name_the_problem(tmp_path):
     bad.write_text("name: x\nsetings: {A: []}\n")
     with pytest.raises(ConfigError, match="setings"):
         load_study_config(bad)
-    bad.write_text("name: x\nsettings: {A: []}\nevals: {zs: {kind: zeroshot, images: somewhere}}\n")
+    bad.write_text(f"name: x\nout_dir: {tmp_path / 'out'}\nsettings: {{A: []}}\n"
+                   "evals: {zs: {kind: zeroshot, images: somewhere}}\n")  # not the checkout's runs/study
     with pytest.raises(ConfigError, match="no setting 'B'"):
         run_study(load_study_config(bad), only=["B"], progress=False)
 
