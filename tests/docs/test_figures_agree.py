@@ -106,3 +106,25 @@ def test_testing_page_lists_the_modules_below_the_mutation_goal():
     assert set(shown_below) == set(below)
     for module, score in shown_below.items():
         assert shown(score, below[module]), module
+
+
+def _values(figures) -> set[float]:
+    """Every number in a results file's figures, dict keys that are numbers (thresholds) included."""
+    if isinstance(figures, dict):
+        keys = {float(k) for k in figures if re.fullmatch(r"\d+\.\d+", str(k))}
+        return keys.union(*(_values(v) for v in figures.values()))
+    if isinstance(figures, list):
+        return set().union(*(_values(v) for v in figures)) if figures else set()
+    return {float(figures)} if isinstance(figures, (int, float)) and not isinstance(figures, bool) else set()
+
+
+def test_time_to_quality_reading_quotes_its_results_file():
+    """Every R@1 or top-1 the reading below bench_ttq's box quotes (0.xxx) is a figure of that run."""
+    values = _values(record("bench_ttq"))
+    text = section("benchmarks.md", "## Time to quality")
+    reading = text[text.index("Reading the run above"):]
+    quoted = re.findall(r"\b0\.\d{3}\b", reading)
+    assert quoted, "the reading quotes the run's figures"
+    towers = _values(record("study-towers"))  # the towers study's figure it points to
+    for q in quoted:
+        assert any(shown(q, v) for v in values | towers), f"{q} is in neither bench_ttq.json nor study-towers.json"
