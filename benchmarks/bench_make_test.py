@@ -25,7 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import REPO, print_json, print_table, stage  # noqa: E402
 
-SUMMARY = re.compile(r"=+ (.*?) in ([\d.]+)s")
+# pytest's last line: "=== 3 passed, 1 skipped in 5.20s ===" (or without the rules under -q)
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.*?) in ([\d.]+)s\b",
+                     re.M)
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)$", re.M)
 
 
