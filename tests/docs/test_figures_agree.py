@@ -133,8 +133,8 @@ def test_time_to_quality_reading_quotes_its_results_file():
 def test_readme_test_time_matches_bench_make_test():
     figures = record("bench_make_test")
     readme = (REPO / "README.md").read_text()
-    m = re.search(r"`make test` runs ([\d,]+) tests .*? it took ([\d.]+) minutes in all: ([\d.]+) of first\s+install "
-                  r"and ([\d.]+) of tests", readme, flags=re.S)
+    m = re.search(r"`make test` runs ([\d,]+) tests .*? it\s+took\s+([\d.]+)\s+minutes\s+in\s+all:\s+([\d.]+)\s+of\s+first"
+                  r"\s+install\s+and\s+([\d.]+)\s+of\s+tests", readme, flags=re.S)
     assert m, "the README says how long make test takes"
     assert int(number(m.group(1))) == figures["counts"]["passed"]
     for text, key in zip(m.groups()[1:], ("total_min", "install_min", "test_min")):
