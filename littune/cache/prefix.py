@@ -28,7 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .manifest import CacheMismatch
-from .text import TextManifest, _npy_problems, _refuse, begin_shards, check_text_cache, finish_shards, texts_sha256
+from .text import (TextManifest, _npy_problems, _refuse, begin_shards, finish_shards,
+                   open_finished, texts_sha256)
 from .writer import save_atomic, save_npy
 
 PREFIX_DTYPES = ("float16", "float32")
@@ -139,12 +140,7 @@ class PrefixCache:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.manifest = m = PrefixManifest.read(self.folder)
-        if not m.complete:
-            raise CacheMismatch(f"{self.folder}: the prefix cache did not finish; run the same command again")
-        report = check_text_cache(self.folder, hashes=False, manifest_cls=PrefixManifest)  # headers and sizes
-        if not report.ok:
-            raise report.error()
+        self.manifest = m = open_finished(self.folder, "the prefix cache", PrefixManifest)
         files = [m.shard_files(s) for s in range(m.n_shards)]
         self._states = [np.load(self.folder / f[0], mmap_mode="r") for f in files]
         self._lengths = [np.load(self.folder / f[1]).astype(np.int64) for f in files]

@@ -147,6 +147,18 @@ def _npy_problems(folder: Path, name: str, shape: tuple[int, ...], dtype: str) -
     return problems + ([f"{name} holds {got_dtype}, the manifest says {dtype}"] if got_dtype != np.dtype(dtype) else [])
 
 
+def open_finished(folder: Path, what: str, manifest_cls: type = TextManifest):
+    """The manifest of a finished text (or prefix) cache whose shards' headers and sizes check out
+    (cheap, so every open does it); an unfinished or damaged cache is refused naming the folder."""
+    m = manifest_cls.read(folder)
+    if not m.complete:
+        raise CacheMismatch(f"{folder}: {what} did not finish; run the same command again")
+    report = check_text_cache(folder, hashes=False, manifest_cls=manifest_cls)
+    if not report.ok:
+        raise report.error()
+    return m
+
+
 def check_text_cache(folder: str | Path, hashes: bool = True, manifest_cls: type = TextManifest) -> VerifyReport:
     """Check every shard of a finished text (or prefix) cache (``hashes``: also each file's SHA-256)."""
     folder = Path(folder)
@@ -266,12 +278,7 @@ class TextCache:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.manifest = m = TextManifest.read(self.folder)
-        if not m.complete:
-            raise CacheMismatch(f"{self.folder}: text embedding did not finish; run the same command again")
-        report = check_text_cache(self.folder, hashes=False)  # headers and sizes only: cheap, so always
-        if not report.ok:
-            raise report.error()
+        self.manifest = m = open_finished(self.folder, "text embedding")
         self._shards = [np.load(_shard_path(self.folder, k), mmap_mode="r") for k in range(m.n_shards)]
         counts = [len(s) for s in self._shards]
         self._starts = np.cumsum([0] + counts)
