@@ -139,3 +139,32 @@ def test_readme_test_time_matches_bench_make_test():
     assert int(number(m.group(1))) == figures["counts"]["passed"]
     for text, key in zip(m.groups()[1:], ("total_min", "install_min", "test_min")):
         assert shown(text, figures[key]), key
+
+
+def _study_numbers(figures: dict) -> tuple[set[float], set[float]]:
+    """A study's evaluation figures, and the differences between settings on the same figure."""
+    by_metric: dict[tuple[str, str], list[float]] = {}
+    for r in figures["settings"].values():
+        for ev, figs in (r.get("evals") or {}).items():
+            for k, v in figs.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    by_metric.setdefault((ev, k), []).append(float(v))
+    values = {v for vs in by_metric.values() for v in vs}
+    diffs = {abs(a - b) for vs in by_metric.values() for a in vs for b in vs}
+    return values, diffs
+
+
+@pytest.mark.parametrize("name, heading", [("study-towers", "## Stronger locked towers"),
+                                           ("study-zeroshot", "## Zero-shot that keeps"),
+                                           ("study-flickr8k_lock", "## Does locking help?")])
+def test_study_readings_quote_their_results_files(name, heading):
+    """Each three-decimal figure a study's reading quotes is one of its run's figures, or the gap
+    between two settings on the same figure: rerunning a study without rereading it fails here."""
+    values, diffs = _study_numbers(record(name))
+    text = section("studies.md", heading)
+    prose = "\n".join(line for line in text.splitlines() if not line.startswith("|"))
+    quoted = re.findall(r"(?<![\d.])([+\-−]?)(0\.\d{3})\b", prose)
+    assert quoted, f"the {name} reading quotes its figures"
+    for sign, q in quoted:
+        pool = diffs if sign else values | diffs
+        assert any(shown(q, v) for v in pool), f"{sign}{q} in the {name} reading is not a figure of docs/results/{name}.json"

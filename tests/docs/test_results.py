@@ -59,3 +59,23 @@ def test_every_results_file_is_complete_and_shown_on_a_page():
         assert command and command.startswith("python benchmarks/"), name
         script = command.split()[1]
         assert (REPO / script).is_file(), f"{name}: {script} does not exist"
+
+
+def test_a_study_box_is_one_row_per_setting_with_the_best_in_bold(tmp_path):
+    def setting(name, r1, top1):
+        return {"setting": name, "image": "efficientnet_lite0 (L)", "text": "minilm (L)", "steps": 300,
+                "batch_size": 1024, "train_s": 90.0,
+                "evals": {"dev": {"i2t_r1": r1, "t2i_r1": 0.2, "i2t_r5": 0.9},
+                          "flowers": {"top1": top1, "top5": 1.0, "mean_per_class": 0.3}}}
+    record = {"benchmark": "run_study", "variant": "x", "command": "python benchmarks/run_study.py configs/study/x.yaml",
+              "machine": {"cpu": "Test CPU", "cores": 2, "date": "2026-12-06T04:00:00Z"}, "notes": None,
+              "figures": {"config": "configs/study/x.yaml", "wall_s": 1.0,
+                          "settings": {"a": setting("a", 0.3214, 0.41), "b": setting("b", 0.35, 0.3999)}}}
+    (tmp_path / "study-x.json").write_text(json.dumps(record))
+    box = results().render("study-x", None, root=tmp_path)
+    lines = [ln for ln in box.splitlines() if ln.startswith("|")]
+    assert lines[0] == ("| setting | image tower | text tower | steps × batch | train min | dev i2t R@1 | dev t2i R@1 "
+                        "| flowers top-1 | flowers mean per class |")
+    assert lines[2] == "| a | efficientnet_lite0 (L) | minilm (L) | 300 × 1024 | 1.5 | 0.321 | 0.200 | **0.410** | 0.300 |"
+    assert lines[3] == "| b | efficientnet_lite0 (L) | minilm (L) | 300 × 1024 | 1.5 | **0.350** | 0.200 | 0.400 | 0.300 |"
+    assert len(lines) == 4
