@@ -104,12 +104,12 @@ def token_rows(tokenizer: Callable[[list[str]], dict[str, Tensor]]) -> Callable[
 
 def check_prompt_identity(tokenize: Callable[[list[str]], list[tuple[int, ...]]], classes: list[list[str]],
                           templates: list[str], labels: Sequence[str] | None = None,
-                          repeats: Sequence[tuple[int, int]] = ()) -> None:
+                          repeats: Sequence[tuple[int, int]] = (), stacklevel: int = 2) -> None:
     """Refuse two classes whose prompts are the same token ids (identical classifier rows: one of them
     could never be predicted), as the text tower sees them: after its own canonicalisation and
     tokenizer, so "Cardigan" and "cardigan" collide for an uncased tower. ``repeats`` (class index
     pairs) are allowed and named in one warning: CLIP's list repeats two names, and published figures
-    keep them."""
+    keep them. ``stacklevel``: the frame the warning names, as for ``warnings.warn`` (2: the caller)."""
     labels = list(labels) if labels is not None else [names[0] for names in classes]
     prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]
     ids = iter(tokenize(prompts))
@@ -131,10 +131,9 @@ def check_prompt_identity(tokenize: Callable[[list[str]], list[tuple[int, ...]]]
             f"name them apart in a classnames file (folder,name;alias lines), e.g. '{labels[i]} (2)'")
     if warned:
         warnings.warn(f"CLIP's ImageNet names repeat for {'; '.join(warned)}: kept verbatim as published figures "
-                      "use them (identical classifier rows)", UserWarning, stacklevel=3)
+                      "use them (identical classifier rows)", UserWarning, stacklevel=stacklevel)
 
 
-@torch.no_grad()
 def build_classifier(
     encode_texts: Callable[[list[str]], Tensor],
     classnames: Sequence[str | Sequence[str]],
@@ -167,25 +166,26 @@ def build_classifier(
     templates = validate_templates(templates)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if tokenize is not None:
-        check_prompt_identity(tokenize, classes, templates, labels, repeats)
+    if tokenize is not None:  # the warning names build_classifier's caller (hence no no_grad decorator)
+        check_prompt_identity(tokenize, classes, templates, labels, repeats, stacklevel=3)
     # Class-major, then alias, then template. str.replace (not .format) so that other braces in a
     # template or class name are left untouched.
     prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]
     owner = torch.tensor([c for c, names in enumerate(classes) for _ in range(len(names) * len(templates))])
     chunks: list[Tensor] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        emb = encode_texts(batch)
-        if not isinstance(emb, Tensor) or emb.ndim != 2 or emb.shape[0] != len(batch):
-            shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
-            raise ValueError(f"encode_texts returned {shape} for {len(batch)} prompts; expected (B, D)")
-        chunks.append(F.normalize(emb.float(), dim=-1))  # (B, D), unit rows
-    emb = torch.cat(chunks)  # (P, D), P = sum over classes of A_c * T
-    owner = owner.to(emb.device)
-    sums = torch.zeros(len(classes), emb.shape[1], device=emb.device).index_add_(0, owner, emb)  # (C, D)
-    counts = torch.bincount(owner, minlength=len(classes)).to(emb.dtype)  # (C,) = A_c * T
-    return F.normalize(sums / counts[:, None], dim=-1)  # (C, D)
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            emb = encode_texts(batch)
+            if not isinstance(emb, Tensor) or emb.ndim != 2 or emb.shape[0] != len(batch):
+                shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
+                raise ValueError(f"encode_texts returned {shape} for {len(batch)} prompts; expected (B, D)")
+            chunks.append(F.normalize(emb.float(), dim=-1))  # (B, D), unit rows
+        emb = torch.cat(chunks)  # (P, D), P = sum over classes of A_c * T
+        owner = owner.to(emb.device)
+        sums = torch.zeros(len(classes), emb.shape[1], device=emb.device).index_add_(0, owner, emb)  # (C, D)
+        counts = torch.bincount(owner, minlength=len(classes)).to(emb.dtype)  # (C,) = A_c * T
+        return F.normalize(sums / counts[:, None], dim=-1)  # (C, D)
 
 
 @torch.no_grad()

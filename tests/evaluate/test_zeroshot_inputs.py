@@ -5,6 +5,7 @@ Messages are matched whole (``^...$``): they are what a user reads when a classn
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 
 import pytest
@@ -187,3 +188,16 @@ def test_token_rows_chunks_4096_texts_at_a_time_and_keeps_every_row_in_order():
     rows = token_rows(tok)(texts)
     assert tok.calls == [4096, 4]
     assert rows == [(1 + i % 9, 1 + i // 9 % 9) for i in range(4100)]
+
+
+def test_the_repeats_warning_names_the_line_that_called_build_classifier():
+    """Through build_classifier (no_grad inside it, not around it) the warning points at this file, the
+    caller's line, not at zeroshot.py or at torch's no_grad wrapper."""
+    enc = FakeEncoder({"a missile": [1.0, 0.0], "a Missile": [1.0, 0.0], "a tank": [0.0, 1.0]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        w = build_classifier(enc, ["missile", "Missile", "tank"], ["a {}"], tokenize=lower_words, repeats=[(0, 1)])
+    assert [c.category for c in caught] == [UserWarning]
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)
+    assert not w.requires_grad and w.shape == (3, 2)
