@@ -201,7 +201,8 @@ def check_cache(folder: str | Path, m: Manifest | None = None, hashes: bool = Fa
     """Check every shard of a finished image cache (``hashes``: also every file's SHA-256)."""
     folder = Path(folder)
     m = m or Manifest.read(folder)
-    report = VerifyReport(folder, "embedding", n_shards=m.n_shards, repair=repair_hint(folder, m))
+    n_shards = m.n_shards if m.shard_size >= 1 else 0  # a shard size of 0 is reported below, not divided by
+    report = VerifyReport(folder, "embedding", n_shards=n_shards, repair=repair_hint(folder, m))
     if not m.complete:
         report.problems[-1] = ["embedding did not finish"]
         return report
