@@ -17,6 +17,8 @@ averaged (a tested choice: renormalising would give an alias whose prompts disag
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -102,14 +104,25 @@ def token_rows(tokenizer: Callable[[list[str]], dict[str, Tensor]]) -> Callable[
     return rows
 
 
+def _outside_this_module() -> int:
+    """``warnings.warn``'s stacklevel, from its caller, of the first frame outside this file and torch
+    (a fixed number would depend on the path: direct, through build_classifier, under a wrapper)."""
+    frame, level = sys._getframe(1), 1
+    torch_dir = f"{os.sep}torch{os.sep}"
+    while frame is not None and (frame.f_code.co_filename == __file__ or torch_dir in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def check_prompt_identity(tokenize: Callable[[list[str]], list[tuple[int, ...]]], classes: list[list[str]],
                           templates: list[str], labels: Sequence[str] | None = None,
-                          repeats: Sequence[tuple[int, int]] = (), stacklevel: int = 2) -> None:
+                          repeats: Sequence[tuple[int, int]] = ()) -> None:
     """Refuse two classes whose prompts are the same token ids (identical classifier rows: one of them
     could never be predicted), as the text tower sees them: after its own canonicalisation and
     tokenizer, so "Cardigan" and "cardigan" collide for an uncased tower. ``repeats`` (class index
     pairs) are allowed and named in one warning: CLIP's list repeats two names, and published figures
-    keep them. ``stacklevel``: the frame the warning names, as for ``warnings.warn`` (2: the caller)."""
+    keep them. The warning names the first line outside this module (whoever called it or
+    :func:`build_classifier`)."""
     labels = list(labels) if labels is not None else [names[0] for names in classes]
     prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]
     ids = iter(tokenize(prompts))
@@ -131,7 +144,7 @@ def check_prompt_identity(tokenize: Callable[[list[str]], list[tuple[int, ...]]]
             f"name them apart in a classnames file (folder,name;alias lines), e.g. '{labels[i]} (2)'")
     if warned:
         warnings.warn(f"CLIP's ImageNet names repeat for {'; '.join(warned)}: kept verbatim as published figures "
-                      "use them (identical classifier rows)", UserWarning, stacklevel=stacklevel)
+                      "use them (identical classifier rows)", UserWarning, stacklevel=_outside_this_module())
 
 
 def build_classifier(
@@ -166,8 +179,8 @@ def build_classifier(
     templates = validate_templates(templates)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if tokenize is not None:  # the warning names build_classifier's caller (hence no no_grad decorator)
-        check_prompt_identity(tokenize, classes, templates, labels, repeats, stacklevel=3)
+    if tokenize is not None:
+        check_prompt_identity(tokenize, classes, templates, labels, repeats)
     # Class-major, then alias, then template. str.replace (not .format) so that other braces in a
     # template or class name are left untouched.
     prompts = [t.replace("{}", name) for names in classes for name in names for t in templates]

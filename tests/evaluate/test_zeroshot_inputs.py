@@ -191,7 +191,7 @@ def test_token_rows_chunks_4096_texts_at_a_time_and_keeps_every_row_in_order():
 
 
 def test_the_repeats_warning_names_the_line_that_called_build_classifier():
-    """Through build_classifier (no_grad inside it, not around it) the warning points at this file, the
+    """Through build_classifier (and torch's no_grad) the warning points at this file, the
     caller's line, not at zeroshot.py or at torch's no_grad wrapper."""
     enc = FakeEncoder({"a missile": [1.0, 0.0], "a Missile": [1.0, 0.0], "a tank": [0.0, 1.0]})
     with warnings.catch_warnings(record=True) as caught:
