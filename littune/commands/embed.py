@@ -23,7 +23,8 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--checkpoint", default=None, help="local weights file for the tower (default: its own weights)")
     p.add_argument("--config", default=None,
                    help="experiment YAML whose model.image is the tower (views, crops, averaged_views, concat): "
-                        "the cache `littune train` with that config reads; instead of --tower/--checkpoint")
+                        "the cache `littune train` with that config reads; instead of --tower/--checkpoint (default: none, "
+                        "the tower is --tower's)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides of that config, e.g. model.image.averaged_views=[shortest,squash,border]")
     p.add_argument("--views", type=Number(int, 0, 64), default=_D.views,
@@ -80,11 +81,11 @@ def _tower(a: argparse.Namespace):
 
         return create_image_tower(a.tower or "efficientnet_lite0", checkpoint=a.checkpoint, lock="L")
     if a.tower is not None or a.checkpoint is not None:
-        raise ValueError("embed: give the tower by --tower/--checkpoint or by --config/KEY=VALUE (model.image), "
+        raise ValueError("give the tower by --tower/--checkpoint or by --config/KEY=VALUE (model.image), "
                          "not both")
     from ..config import load_config
 
     image = load_config(a.config, a.overrides).model.image
     if image.lock != "L":
-        raise ValueError(f"embed: model.image.lock='{image.lock}'; a cache holds a locked tower's features (set it to L)")
+        raise ValueError(f"model.image.lock='{image.lock}'; a cache holds a locked tower's features (set it to L)")
     return image.build()
