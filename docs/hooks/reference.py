@@ -149,7 +149,7 @@ def _field_comments(cls: type) -> dict[str, str]:
 def _type_name(tp: object) -> str:
     if isinstance(tp, type) and not typing.get_args(tp):
         return tp.__name__
-    return str(tp).replace("typing.", "").replace("NoneType", "None")
+    return re.sub(r"(?:\w+\.)+(\w+)", r"\1", str(tp)).replace("NoneType", "None")  # List[ImageMemberConfig]
 
 
 def _list_item(tp: object) -> type | None:

@@ -12,6 +12,7 @@ import littune
 from littune.cache import CacheMismatch, EmbeddingCache
 from littune.cli import main
 from littune.config import load_config
+from littune.cache.verify import repair_hint
 from littune.runs import load_run
 
 from .tiny_data import make_dataset, save_tokenizer
@@ -72,6 +73,16 @@ def test_embed_train_and_load_a_concatenation_of_averaged_towers(tmp_path, capsy
     emb = lit.embed_images([str(p) for p in cache.image_paths[:2]])
     assert emb.shape == (2, 160)
     assert torch.allclose(emb, lit.model.encode_image_features(cache.all()[:2]), atol=1e-6)
+    assert "--config <the config it was made with>" in repair_hint(out, cache.manifest)  # --tower cannot say it
+
+    # littune's own export holds the whole tower; open_clip's cannot
+    assert main(["export", "--model", str(run_dir), "--out", str(tmp_path / "exp")]) == 0
+    exported = littune.load(tmp_path / "exp")
+    assert exported.model.image.fingerprint() == tower.fingerprint()
+    assert torch.equal(exported.embed_images([str(p) for p in cache.image_paths[:2]]), emb)
+    capsys.readouterr()
+    assert main(["export", "--model", str(run_dir), "--out", str(tmp_path / "oc"), "--format", "open_clip"]) != 0
+    assert "open_clip runs one tower on one view of the image" in capsys.readouterr().err
 
 
 def test_embed_takes_the_tower_from_flags_or_from_a_config_not_both(tmp_path, capsys):
