@@ -149,7 +149,15 @@ def _field_comments(cls: type) -> dict[str, str]:
 def _type_name(tp: object) -> str:
     if isinstance(tp, type) and not typing.get_args(tp):
         return tp.__name__
-    return str(tp).replace("typing.", "").replace("NoneType", "None")
+    return re.sub(r"(?:\w+\.)+(\w+)", r"\1", str(tp)).replace("NoneType", "None")  # List[ImageMemberConfig]
+
+
+def _list_item(tp: object) -> type | None:
+    """The dataclass a ``List[...]`` field holds (None: not a list of configs)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
 
 
 def _config_rows(cls: type, prefix: str) -> tuple[list[str], list[tuple[str, type]]]:
@@ -161,6 +169,9 @@ def _config_rows(cls: type, prefix: str) -> tuple[list[str], list[tuple[str, typ
         if dataclasses.is_dataclass(tp):
             nested.append((f"{prefix}{f.name}", tp))
             continue
+        item = _list_item(tp)
+        if item is not None:  # a list of configs (model.image.concat): its row, then its item's keys
+            nested.append((f"{prefix}{f.name}[]", item))
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -201,6 +212,8 @@ def config_keys() -> list[str]:
                 walk(tp, f"{prefix}{f.name}.")
             else:
                 keys.append(prefix + f.name)
+                if _list_item(tp) is not None:
+                    walk(_list_item(tp), f"{prefix}{f.name}[].")
 
     walk(ExperimentConfig, "")
     return keys

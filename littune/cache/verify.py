@@ -191,7 +191,9 @@ class VerifyReport:
 
 def repair_hint(folder: Path, m: Manifest) -> str:
     """The command that repairs the cache: the one that made it, with --verify."""
-    args = f"--data {m.source} --out {folder} --tower {m.tower} --shard-size {m.shard_size} --dtype {m.dtype}"
+    # a composite tower (averaged views, a concatenation: towers/composite.py) is built from a config
+    tower = "--config <the config it was made with>" if "combine" in m.preprocess else f"--tower {m.tower}"
+    args = f"--data {m.source} --out {folder} {tower} --shard-size {m.shard_size} --dtype {m.dtype}"
     args += f" --views {m.views}" if m.views else ""
     return (f"`littune embed {args} --verify` (and the --checkpoint/--image-col/--root it was made with) "
             "re-embeds only the broken shards")

@@ -18,8 +18,15 @@ def _embed(p: argparse.ArgumentParser):
     p.add_argument("--data", required=True,
                    help="csv/tsv/jsonl file, WebDataset shards, flickr8k:DIR[:split] or folder:DIR")
     p.add_argument("--out", required=True, help="cache folder (re-run the same command to resume)")
-    p.add_argument("--tower", default="efficientnet_lite0", help="image tower registry name (see `littune towers`)")
+    p.add_argument("--tower", default=None,
+                   help="image tower registry name (see `littune towers`; default: efficientnet_lite0)")
     p.add_argument("--checkpoint", default=None, help="local weights file for the tower (default: its own weights)")
+    p.add_argument("--config", default=None,
+                   help="experiment YAML whose model.image is the tower (views, crops, averaged_views, concat): "
+                        "the cache `littune train` with that config reads; instead of --tower/--checkpoint (default: none, "
+                        "the tower is --tower's)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides of that config, e.g. model.image.averaged_views=[shortest,squash,border]")
     p.add_argument("--views", type=Number(int, 0, 64), default=_D.views,
                    help="augmented views per image besides the plain one (0: the plain view only)")
     p.add_argument("--dtype", choices=["float16", "float32"], default=_D.dtype, help="precision of the stored features")
@@ -44,10 +51,9 @@ def _embed(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
         from .. import distributed
         from ..cache import embed
-        from ..towers import create_image_tower
 
         distributed.init_from_env()
-        tower = create_image_tower(a.tower, checkpoint=a.checkpoint, lock="L").to(distributed.resolve_device(a.device))
+        tower = _tower(a).to(distributed.resolve_device(a.device))
         kwargs = {}
         if a.data.endswith((".csv", ".tsv", ".jsonl")):
             kwargs = {"image_col": a.image_col, "caption_col": a.caption_col, "root": a.root}
@@ -66,3 +72,20 @@ def _embed(p: argparse.ArgumentParser):
         return 0
 
     return run
+
+
+def _tower(a: argparse.Namespace):
+    """The locked tower: ``--tower``/``--checkpoint``, or ``--config`` and overrides' ``model.image``."""
+    if a.config is None and not a.overrides:
+        from ..towers import create_image_tower
+
+        return create_image_tower(a.tower or "efficientnet_lite0", checkpoint=a.checkpoint, lock="L")
+    if a.tower is not None or a.checkpoint is not None:
+        raise ValueError("give the tower by --tower/--checkpoint or by --config/KEY=VALUE (model.image), "
+                         "not both")
+    from ..config import load_config
+
+    image = load_config(a.config, a.overrides).model.image
+    if image.lock != "L":
+        raise ValueError(f"model.image.lock='{image.lock}'; a cache holds a locked tower's features (set it to L)")
+    return image.build()

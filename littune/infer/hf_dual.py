@@ -46,6 +46,9 @@ class UnsupportedDualEncoder(ValueError):
 
 def _check(lit) -> None:
     m, cfg = lit.model, lit.cfg
+    if cfg.model.image.concat or len(cfg.model.image.averaged_views) > 1:
+        raise UnsupportedDualEncoder(f"not written: the image tower {m.image.name} is a concatenation or averaged "
+                                     "views (model.image.concat / averaged_views); a dual encoder has one vision model")
     if not cfg.model.image.name.startswith("hf:") or cfg.model.text.name == "scratch":
         raise UnsupportedDualEncoder("not written: both towers must come from Hugging Face "
                                      f"(image {cfg.model.image.name}, text {cfg.model.text.name})")

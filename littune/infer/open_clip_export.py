@@ -180,6 +180,9 @@ def open_clip_trunk(timm_name: str, pool: str, proj: str) -> nn.Module:
 def _image_side(lit) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
     """(vision_cfg, preprocess_cfg, weights) of the image tower and head."""
     model, icfg = lit.model, lit.cfg.model.image
+    if icfg.concat or len(icfg.averaged_views) > 1:
+        raise NotRepresentable("image tower", f"is {model.image.name} (model.image.concat / averaged_views); open_clip "
+                               "runs one tower on one view of the image", "export in littune's own format")
     timm_name = _timm_name(icfg.name)
     unknown = sorted(set(icfg.kwargs) - {"pretrained_cfg_overlay"})
     if unknown:

@@ -68,8 +68,11 @@ def _hf_spec(name: str) -> str | None:
 
 def _save_hf_image(model: LiTModel, cfg: ExperimentConfig, folder: Path) -> str | None:
     spec = _hf_spec(cfg.model.image.name)
-    if spec is None:
+    if spec is None and not any(_hf_spec(m.name) for m in cfg.model.image.concat):
         return None
+    if cfg.model.image.concat or len(cfg.model.image.averaged_views) > 1:
+        raise ValueError(f"cannot export {model.image.name}: a concatenation or averaged views with hf: towers "
+                         "(model.image.concat / averaged_views) would need each tower's folder; not written yet")
     from transformers import AutoImageProcessor
 
     model.image.model.config.save_pretrained(folder / "image_hf")

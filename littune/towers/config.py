@@ -9,13 +9,31 @@ from typing import Any, List, Optional
 
 import torch
 
-from .image import ImageTower, create_image_tower
-from .preprocess import Preprocess
+from .composite import AveragedViewsTower, ConcatImageTower, averaged_name, concat_name, packable
+from .image import ImageTower, create_image_tower, pooled_name
+from .preprocess import RESIZE_MODES, Preprocess
 from .text import TextTower, create_text_tower
 from .tuning import LoraOptions, apply_tuning, record_base
 
 
 LOCKED_RANDOM_INIT_SEED = 0
+
+
+@dataclass
+class ImageMemberConfig:
+    """A further tower of a concatenation (``model.image.concat``): its own weights and view of the image.
+
+    Lock and ``pretrained`` are the concatenation's (``model.image``); a view key left unset takes
+    ``model.image``'s value, and where that is unset too, the tower's own.
+    """
+    name: str = "efficientnet_lite0"  # registry name, as model.image.name
+    checkpoint: Optional[str] = None  # local weights file instead of the source's own weights
+    allow_partial: bool = False  # accept a checkpoint that only partly fits
+    pooling: str = "default"  # as model.image.pooling
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the source (e.g. timm img_size)
+    crop_pct: Optional[float] = None  # None: model.image.crop_pct (else the tower's own)
+    resize_mode: Optional[str] = None  # shortest | squash | border; None: model.image.resize_mode (else the tower's own)
+    interpolation: Optional[str] = None  # None: model.image.interpolation (else the tower's own)
 
 
 @dataclass
@@ -39,31 +57,70 @@ class ImageTowerConfig:
     # crop_pct 1.0 is big_vision's resize(224) (LiT's view). None: the tower's authors' own.
     resize_mode: Optional[str] = None
     interpolation: Optional[str] = None  # nearest | bilinear | bicubic | lanczos (None: the tower's own)
+    # Several fixed views of each image averaged into one feature (towers/composite.py), e.g. [shortest, squash,
+    # border]: resize modes, each with crop_pct/interpolation above; the cache stores the mean of the tower's
+    # features over them. Needs lock L; excludes resize_mode. Not data.views (augmented crops as extra rows).
+    averaged_views: List[str] = field(default_factory=list)
+    # Further locked towers whose features are appended after this one's, in order (towers/composite.py):
+    # each sees the same decoded image through its own preprocessing; embed_dim is the sum. Needs lock L.
+    concat: List[ImageMemberConfig] = field(default_factory=list)
+    concat_normalize: bool = True  # L2-normalise each member's features before concatenating (equal weight each)
+
+    def members(self) -> list[ImageMemberConfig]:
+        """This tower, then ``concat``'s, each with its view keys resolved against this one's."""
+        own = ImageMemberConfig(self.name, self.checkpoint, self.allow_partial, self.pooling, self.kwargs,
+                                self.crop_pct, self.resize_mode, self.interpolation)
+        return [own] + [replace(m, crop_pct=_first(m.crop_pct, self.crop_pct),
+                                resize_mode=_first(m.resize_mode, self.resize_mode),
+                                interpolation=_first(m.interpolation, self.interpolation)) for m in self.concat]
+
+    def tower_name(self) -> str:
+        """The name ``build()`` gives the tower (what caches and runs record), without building it."""
+        names = [pooled_name(m.name, m.pooling) for m in self.members()]
+        if len(self.averaged_views) > 1:
+            names = [averaged_name(n, self.averaged_views) for n in names]
+        return concat_name(names, self.concat_normalize) if self.concat else names[0]
 
     def build(self) -> ImageTower:
-        def make() -> ImageTower:
-            return create_image_tower(self.name, pretrained=self.pretrained, checkpoint=self.checkpoint,
-                                      lock=self.lock, locked_blocks=self.locked_blocks,
-                                      allow_partial=self.allow_partial, pooling=self.pooling, **self.kwargs)
-
-        if self.lock == "L" and not self.pretrained and self.checkpoint is None:
+        self._check_composite()
+        members = self.members()
+        if self.lock == "L" and not self.pretrained and any(m.checkpoint is None for m in members):
             # A locked random tower (tests, timing, baselines) is never saved with the run: draw its
             # weights from a fixed seed so that loading the run rebuilds them bit for bit.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(LOCKED_RANDOM_INIT_SEED)
-                tower = make()
+                towers = [self._build_member(m, i) for i, m in enumerate(members)]
         else:
-            tower = make()
+            towers = [self._build_member(m, i) for i, m in enumerate(members)]
+        if not self.concat:
+            return towers[0]
+        for i, t in enumerate(towers):
+            packable(t, self._key(i, "name") + f"={members[i].name!r}")
+        return ConcatImageTower(towers, normalize=self.concat_normalize)
+
+    def _key(self, i: int, key: str) -> str:
+        return f"model.image.{key}" if i == 0 else f"model.image.concat[{i - 1}].{key}"
+
+    def _build_member(self, m: ImageMemberConfig, i: int) -> ImageTower:
+        tower = create_image_tower(m.name, pretrained=self.pretrained, checkpoint=m.checkpoint, lock=self.lock,
+                                   locked_blocks=self.locked_blocks, allow_partial=m.allow_partial,
+                                   pooling=m.pooling, **m.kwargs)
         # Part of the preprocessing, so caches made otherwise are refused.
-        changes = {k: v for k, v in (("crop_pct", self.crop_pct), ("resize_mode", self.resize_mode),
-                                     ("interpolation", self.interpolation)) if v is not None}
+        changes = {k: v for k, v in (("crop_pct", m.crop_pct), ("resize_mode", m.resize_mode),
+                                     ("interpolation", m.interpolation)) if v is not None}
         if changes:
-            tower.preprocess = self._with_view(tower, changes)
+            tower.preprocess = self._with_view(tower, changes, i)
+        views = self.averaged_views
+        if len(views) == 1:  # one view "averaged" is that view: the plain tower, and the plain tower's cache
+            tower.preprocess = self._with_view(tower, {"resize_mode": views[0]}, i, "averaged_views")
+        elif views:
+            pre = packable(tower, f"model.image.averaged_views with {self._key(i, 'name')}={m.name!r}")
+            tower = AveragedViewsTower(tower, [replace(pre, resize_mode=v) for v in views], views)
         return tower
 
-    def _with_view(self, tower: ImageTower, changes: dict[str, Any]) -> Preprocess:
+    def _with_view(self, tower: ImageTower, changes: dict[str, Any], i: int = 0, key: str = "") -> Preprocess:
         if not isinstance(tower.preprocess, Preprocess):  # e.g. open_clip's own transforms
-            keys = ", ".join(f"model.image.{k}={v!r}" for k, v in changes.items())
+            keys = ", ".join(f"model.image.{key}" if key else f"{self._key(i, k)}={v!r}" for k, v in changes.items())
             raise ValueError(f"{keys}: the tower {tower.name} keeps its own preprocessing "
                              f"({type(tower.preprocess).__name__}), which cannot take it; leave these unset")
         if "crop_pct" in changes:
@@ -71,7 +128,32 @@ class ImageTowerConfig:
         try:
             return replace(tower.preprocess, **changes)
         except ValueError as e:
-            raise ValueError(f"{e} (tower {tower.name})") from None
+            raise ValueError(f"{e} (tower {tower.name}, {self._key(i, 'name')})") from None
+
+    def _check_composite(self) -> None:
+        """What a concatenation or averaged views need before anything is built; each error names its key."""
+        for key, used in (("concat", bool(self.concat)), ("averaged_views", bool(self.averaged_views))):
+            if used and self.lock != "L":
+                raise ValueError(f"model.image.{key} makes one locked tower whose features are cached; it needs "
+                                 f"model.image.lock=L (got '{self.lock}')")
+        views = self.averaged_views
+        for j, v in enumerate(views):
+            if v not in RESIZE_MODES:
+                raise ValueError(f"model.image.averaged_views[{j}]='{v}' is not a resize mode; use "
+                                 + ", ".join(f"'{k}' ({d})" for k, d in RESIZE_MODES.items()))
+        if len(set(views)) != len(views):
+            raise ValueError(f"model.image.averaged_views={list(views)} names a view twice (it would count double)")
+        if views and self.resize_mode is not None:
+            raise ValueError(f"model.image.resize_mode='{self.resize_mode}' and model.image.averaged_views="
+                             f"{list(views)} both set the view; set one (averaged_views lists resize modes)")
+        for j, m in enumerate(self.concat):
+            if views and m.resize_mode is not None:
+                raise ValueError(f"model.image.concat[{j}].resize_mode='{m.resize_mode}' with model.image."
+                                 "averaged_views: every member is averaged over those views; leave it unset")
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
 
 
 @dataclass

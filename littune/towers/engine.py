@@ -73,7 +73,7 @@ class _Pixels(nn.Module):
         super().__init__()
         self.tower = tower
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) uint8 -> (B, D)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) or (B, N) packed uint8 -> (B, D)
         # The preprocessing's own arithmetic: under torch, bit-identical to tower(transform(image)).
         return self.tower.features(self.tower.preprocess.normalize(pixels))
 
@@ -121,7 +121,8 @@ def _quiet_conversion() -> Iterator[None]:
 def _openvino(module: nn.Module, example: tuple, threads: int | None) -> Callable:
     import openvino as ov
 
-    dynamic = [ov.PartialShape([-1] + list(x.shape[1:])) if x.dim() == 4 else ov.PartialShape([-1, -1])
+    # pixels: the batch varies ((B, 3, H, W), or (B, N) packed: towers/composite.py); tokens: batch and length
+    dynamic = [ov.PartialShape([-1] + list(x.shape[1:])) if x.dtype == torch.uint8 else ov.PartialShape([-1, -1])
                for x in example]
     types = [ov.Type.u8 if x.dtype == torch.uint8 else ov.Type.i64 for x in example]
     with _quiet_conversion():
@@ -141,7 +142,7 @@ def _onnx(module: nn.Module, example: tuple, threads: int | None) -> Callable:
     import onnxruntime as ort
 
     names = [f"input{i}" for i in range(len(example))]
-    axes = {n: ({0: "batch"} if x.dim() == 4 else {0: "batch", 1: "tokens"}) for n, x in zip(names, example)}
+    axes = {n: ({0: "batch"} if x.dtype == torch.uint8 else {0: "batch", 1: "tokens"}) for n, x in zip(names, example)}
     buf = io.BytesIO()
     with _quiet_conversion():
         torch.onnx.export(module.eval(), example, buf, input_names=names, output_names=["features"],
@@ -172,7 +173,7 @@ def _compiled(name: str, module: nn.Module, example: tuple, threads: int | None)
     tower = getattr(module, "tower", module)
     key = (factory, type(module).__name__, type(tower).__name__, getattr(tower, "name", None),
            getattr(tower, "pooling", None), repr(getattr(tower, "preprocess", None)), fingerprint(module),
-           tuple((x.dtype, x.dim(), tuple(x.shape[1:]) if x.dim() == 4 else ()) for x in example), threads)
+           tuple((x.dtype, x.dim(), tuple(x.shape[1:]) if x.dtype == torch.uint8 else ()) for x in example), threads)
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
@@ -215,9 +216,9 @@ class Engine:
 
 
 def image_engine(tower, name: str = "auto", threads: int | None = None) -> Engine:
-    """Engine for a locked image tower: uint8 (B, 3, S, S) -> (B, D) features."""
-    s = tower.preprocess.input_size
-    return Engine(resolve_engine(name), _Pixels(tower).eval(), (torch.zeros(2, 3, s, s, dtype=torch.uint8),), threads)
+    """Engine for a locked image tower: uint8 (B, 3, S, S) (or (B, N) packed views) -> (B, D) features."""
+    shape = tower.preprocess.pixel_shape
+    return Engine(resolve_engine(name), _Pixels(tower).eval(), (torch.zeros(2, *shape, dtype=torch.uint8),), threads)
 
 
 def text_engine(tower, name: str = "auto", threads: int | None = None) -> Engine:

@@ -80,6 +80,11 @@ class Preprocess:
         """timm's ``math.floor(img_size / crop_pct)`` (rounding gives 249 where timm gives 248 at 0.9)."""
         return math.floor(self.input_size / self.crop_pct)
 
+    @property
+    def pixel_shape(self) -> tuple[int, int, int]:
+        """What ``pil_transform`` gives per image: (3, input_size, input_size)."""
+        return (3, self.input_size, self.input_size)
+
     def pil_transform(self) -> Callable[[Any], torch.Tensor]:
         """PIL RGB image -> uint8 tensor (3, input_size, input_size): the view of ``resize_mode``."""
         fill = tuple(round(255 * m) for m in self.mean)  # timm's border colour: the mean, in 8 bits

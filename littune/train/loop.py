@@ -102,8 +102,8 @@ class Trainer:
 
         self.device = distributed.resolve_device(t.device)
         self.precision = distributed.resolve_precision(t.precision, self.device)
-        if image_tower is not None and image_tower.name != cfg.model.image.name:
-            raise ValueError(f"model.image.name is {cfg.model.image.name!r} but the tower given is {image_tower.name!r}")
+        if image_tower is not None and image_tower.name != cfg.model.image.tower_name():
+            raise ValueError(f"model.image builds {cfg.model.image.tower_name()!r} but the tower given is {image_tower.name!r}")
         image_tower = (image_tower or cfg.model.image.build()).to(self.device)  # the cache is embedded on the device too
         self.cached = image_tower.locked and cfg.data.use_cache
         self.streamed = cfg.data.stream  # WebDataset shards streamed, never listed or loaded (train/stream.py)

@@ -31,5 +31,5 @@ def test_training_and_loading_reuse_the_given_tower(tmp_path, monkeypatch):
     other = cfg.model.image.name
     cfg.model.image.name = "timm:resnet18"
     cfg.train.out_dir = str(tmp_path / "run2")
-    with pytest.raises(ValueError, match=f"model.image.name is 'timm:resnet18' but the tower given is '{other}'"):
+    with pytest.raises(ValueError, match=f"model.image builds 'timm:resnet18' but the tower given is '{other}'"):
         train(cfg, image_tower=tower)
