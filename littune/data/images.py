@@ -169,18 +169,18 @@ def _read_file(path: Path, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> by
 
 
 def _open(data: bytes, max_pixels: int, label: str, reduce_to: int | None) -> Image.Image:
-    """Open, check the header's size against ``max_pixels``, pick the first frame (and JPEG draft size).
+    """Open, check the header's size against ``max_pixels``, set the JPEG draft size.
 
     The caller's ``.load()`` decodes everything; with LOAD_TRUNCATED_IMAGES left False (we never
-    touch it) a truncated file raises there instead of returning grey padding.
+    touch it) a truncated file raises there instead of returning grey padding. An opened image is
+    at its first frame (a PSD at its composite: PIL numbers its layers from 1, so ``seek(0)`` would
+    refuse a layered one); asking for ``n_frames`` would make PIL walk every frame, so it is not asked.
     """
     image = Image.open(io.BytesIO(data))
     # Image.open only parses the header: reject bombs before allocating their pixels.
     width, height = image.size
     if width * height > max_pixels:
         raise BadImage(BOMB, label, f"{width}x{height} > max_pixels={max_pixels}")
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)
     if reduce_to is not None and min(width, height) >= 2 * reduce_to:
         s = reduce_to / min(width, height)
         image.draft(None, (max(1, int(width * s)), max(1, int(height * s))))  # JPEG only; others ignore it

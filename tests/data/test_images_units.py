@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import stat
+import struct
 import tracemalloc
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -343,6 +344,29 @@ def test_palette_and_premultiplied_alpha_are_composited_on_white() -> None:
     out = load_image(la)
     assert out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((3, 1)) == (0, 0, 0)
     assert reduced(la) == [(255, 255, 255), (0, 0, 0)]
+
+
+def psd_grey(composite: bytes, layers: list[bytes], width: int = 2, height: int = 2) -> bytes:
+    """A greyscale 8-bit Photoshop file: the composite's pixels, then one raw layer per entry."""
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 1, height, width, 8, 1)
+    records, pixels = b"", b""
+    for layer in layers:
+        records += struct.pack(">iiiiHHI", 0, 0, height, width, 1, 0, 2 + len(layer))  # one grey channel
+        records += b"8BIMnorm" + bytes([255, 0, 0, 0]) + struct.pack(">I", 0)
+        pixels += struct.pack(">H", 0) + layer
+    info = struct.pack(">h", len(layers)) + records + pixels
+    info += b"\0" * (len(info) % 2)
+    section = struct.pack(">I", len(info)) + info
+    return header + struct.pack(">II", 0, 0) + struct.pack(">I", len(section)) + section + b"\0\0" + composite
+
+
+def test_a_layered_photoshop_file_decodes_its_composite() -> None:
+    """PIL numbers a PSD's layers from 1 (0 is not a frame): the composite is what opens, and a
+    file with several layers is not refused for it."""
+    for layers in ([bytes([1, 2, 3, 4])], [bytes([1, 2, 3, 4]), bytes([5, 6, 7, 8])]):
+        data = psd_grey(bytes([10, 20, 30, 40]), layers)
+        assert Image.open(io.BytesIO(data)).n_frames == len(layers)
+        assert grey_values(load_image(data)) == [[10, 20], [30, 40]]
 
 
 def test_a_mode_pil_cannot_convert_is_unreadable_naming_the_mode(monkeypatch) -> None:
