@@ -271,6 +271,7 @@ def noise_jpeg(width: int, height: int) -> bytes:
     (250, 250, 100, (125, 125)),   # 1/2 (1/4 would go below reduce_to)
     (800, 400, 100, (200, 100)),   # by the shorter side
     (8, 64, 1, (1, 8)),            # 1/8, the most libjpeg does
+    (64, 8, 1, (8, 1)),
     (199, 199, 100, (199, 199)),   # under twice reduce_to: full size
 ])
 def test_jpeg_is_decoded_at_reduced_size(width, height, reduce_to, size) -> None:
@@ -471,3 +472,21 @@ def test_report_keeps_non_ascii_and_escapes_undecodable_keys(tmp_path: Path) -> 
     lines = jsonl.read_bytes().decode("utf-8").splitlines()
     assert lines[0] == '{"key": "café", "path": "ü.jpg", "reason": "missing", "detail": "naïve"}'
     assert '"key": "caf\\udce9"' in lines[1] and json.loads(lines[1])["key"] == "caf\udce9"  # JSON escape
+
+
+def test_report_is_utf_8_whatever_the_locale(tmp_path: Path) -> None:
+    """Under the C locale (ASCII, no UTF-8 coercion) the report is still written and read as UTF-8."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom littune.data.images import BadInputLog\n"
+            "log = BadInputLog()\nlog.add('caf\\u00e9', '\\u00fc.jpg', 'missing')\n"
+            "path = log.write(sys.argv[1])\n"
+            "print(ascii([(i.key, i.path) for i in BadInputLog.read(path)]))")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bad.tsv")], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[('caf\\xe9', '\\xfc.jpg')]"
+    assert (tmp_path / "bad.tsv").read_bytes().splitlines()[1] == "café\tü.jpg\tmissing\t".encode("utf-8")
