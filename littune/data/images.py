@@ -169,18 +169,18 @@ def _read_file(path: Path, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> by
 
 
 def _open(data: bytes, max_pixels: int, label: str, reduce_to: int | None) -> Image.Image:
-    """Open, check the header's size against ``max_pixels``, pick the first frame (and JPEG draft size).
+    """Open, check the header's size against ``max_pixels``, set the JPEG draft size.
 
     The caller's ``.load()`` decodes everything; with LOAD_TRUNCATED_IMAGES left False (we never
-    touch it) a truncated file raises there instead of returning grey padding.
+    touch it) a truncated file raises there instead of returning grey padding. An opened image is
+    at its first frame (a PSD at its composite: PIL numbers its layers from 1, so ``seek(0)`` would
+    refuse a layered one); asking for ``n_frames`` would make PIL walk every frame, so it is not asked.
     """
     image = Image.open(io.BytesIO(data))
     # Image.open only parses the header: reject bombs before allocating their pixels.
     width, height = image.size
     if width * height > max_pixels:
         raise BadImage(BOMB, label, f"{width}x{height} > max_pixels={max_pixels}")
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)
     if reduce_to is not None and min(width, height) >= 2 * reduce_to:
         s = reduce_to / min(width, height)
         image.draft(None, (max(1, int(width * s)), max(1, int(height * s))))  # JPEG only; others ignore it
@@ -199,8 +199,8 @@ def decode_bytes(image: Image.Image, reduce_to: int | None = None) -> int:
     nothing for RGB; a rotated copy when EXIF says to rotate; with ``reduce_to`` and a factor of 2
     or more, the expanded copy ``_shrink`` reduces (4 bytes a pixel, 8 with alpha); otherwise the
     RGB result (4) plus, for 16-bit and float, the 8-bit grey made row block by row block (1), and for
-    alpha, the RGBA copy, the white background and the composite (12). The JPEG draft size is
-    already in ``image.size``.
+    alpha, the RGBA copy, the white background and the composite (12; premultiplied La also an LA copy, 2).
+    The JPEG draft size is already in ``image.size``.
     """
     w, h = image.size
     src = _SOURCE_BPP.get(image.mode, 4)
@@ -216,7 +216,7 @@ def decode_bytes(image: Image.Image, reduce_to: int | None = None) -> int:
     elif image.mode.startswith("I") or image.mode == "F":
         extra = 1 + 4
     elif alpha:
-        extra = 4 + 12
+        extra = 4 + 12 + (2 if image.mode == "La" else 0)  # La goes through an LA copy first
     else:
         extra = 4
     return w * h * (src + extra + (src if rotated else 0))
@@ -240,6 +240,8 @@ def _shrink(image: Image.Image, reduce_to: int) -> Image.Image:
         image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
     elif image.mode == "1":
         image = image.convert("L")
+    elif image.mode == "La":  # premultiplied grey: PIL converts it only to LA
+        image = image.convert("LA")
     elif image.mode.startswith("I;16"):
         image = image.convert("I")  # values kept; _high_depth_to_rgb scales I like I;16
     if image.mode not in ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "I", "F"):
@@ -256,6 +258,8 @@ def _to_rgb(image: Image.Image, label: str) -> Image.Image:
     if mode.startswith("I") or mode == "F":
         return _high_depth_to_rgb(image)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        if mode == "La":  # premultiplied grey (a TIFF with associated alpha): PIL converts it only to LA
+            image = image.convert("LA")
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
