@@ -142,7 +142,8 @@ def test_readme_test_time_matches_bench_make_test():
 
 
 def _study_numbers(figures: dict) -> tuple[set[float], set[float]]:
-    """A study's evaluation figures, and the differences between settings on the same figure."""
+    """A study's evaluation figures, and the differences between settings on the same figure (and
+    between one setting's evaluations of the same figure, e.g. with and without aliases)."""
     by_metric: dict[tuple[str, str], list[float]] = {}
     for r in figures["settings"].values():
         for ev, figs in (r.get("evals") or {}).items():
@@ -151,6 +152,10 @@ def _study_numbers(figures: dict) -> tuple[set[float], set[float]]:
                     by_metric.setdefault((ev, k), []).append(float(v))
     values = {v for vs in by_metric.values() for v in vs}
     diffs = {abs(a - b) for vs in by_metric.values() for a in vs for b in vs}
+    for r in figures["settings"].values():  # one setting, the same figure under two evaluations (aliases or not)
+        evals = [e for e in (r.get("evals") or {}).values()]
+        diffs |= {abs(a[k] - b[k]) for a in evals for b in evals for k in a.keys() & b.keys()
+                  if isinstance(a[k], (int, float)) and isinstance(b[k], (int, float))}
     return values, diffs
 
 
