@@ -62,8 +62,9 @@ class EchoApp:
         self.running = self.peak = 0
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            self.bodies.append(scope["type"])
+        if scope["type"] != "http":  # a lifespan: acknowledge what the server says
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
             return
         self.running += 1
         self.peak = max(self.peak, self.running)
@@ -267,7 +268,10 @@ def test_capacity_is_given_back_after_a_burst():
 
 
 def test_other_scopes_pass_straight_through():
-    app = EchoApp()
-    gate = Admission(app, _limits())
-    asyncio.run(gate({"type": "lifespan"}, Conn().receive, None))
-    assert app.bodies == ["lifespan"] and gate.inflight == 0
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+    gate = Admission(EchoApp(), _limits())
+    asyncio.run(gate({"type": "lifespan"}, Conn({"type": "lifespan.startup"}).receive, send))
+    assert sent == [{"type": "lifespan.startup.complete"}] and gate.inflight == 0
