@@ -39,7 +39,7 @@ class Busy(Exception):
 class _BodyRefused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status = status
 
 
 def _has_body(scope) -> bool:
@@ -114,7 +114,7 @@ class Admission:
                 try:
                     body = await read_body(receive, lim.max_body_bytes, lim.body_timeout_s)
                 except _BodyRefused as e:
-                    return await _refuse(send, e.status, e.message)
+                    return await _refuse(send, e.status, str(e))
                 await self._run(scope, _replay(body, receive), send, client)
         except SlotTimeout:
             return await self._busy(send, f"waited {lim.queue_timeout_s:g} s for a free slot")
