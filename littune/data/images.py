@@ -253,7 +253,7 @@ def _to_rgb(image: Image.Image, label: str) -> Image.Image:
     """Orientation, then mode conversion to 8-bit RGB."""
     image = ImageOps.exif_transpose(image)
     mode = image.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in image.info:  # a tRNS colour key is alpha, as for L and P
         return image
     if mode.startswith("I") or mode == "F":
         return _high_depth_to_rgb(image)

@@ -123,3 +123,17 @@ def test_decode_dataset_hands_the_transform_the_exact_pixels():
     assert (pixels[0, 0].permute(1, 2, 0).numpy() == RGB).all()
     assert (pixels[1, 0].numpy() == GREY[None]).all()
     assert bad == [(2, ("not an image", "bad: not an image"))]
+
+
+def test_rgb_with_a_transparent_colour_key_is_white_there_and_exact_elsewhere():
+    """A PNG's tRNS colour key on an RGB image means what it means on grey and palette images: the
+    keyed colour is transparent, so it is composited on white like them; every other pixel is exact."""
+    rgb = RNG.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    key = (10, 200, 30)
+    rgb[::3, ::2] = key
+    keyed = (rgb == key).all(axis=-1)
+    expected = rgb.copy()
+    expected[keyed] = 255
+    assert keyed.any() and (~keyed).any()
+    assert (_pixels(_encode(Image.fromarray(rgb, "RGB"), transparency=key)) == expected).all()
+    assert (_pixels(_encode(Image.fromarray(rgb, "RGB"))) == rgb).all()  # no key: untouched
