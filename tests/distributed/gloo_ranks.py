@@ -29,8 +29,11 @@ def _target(name: str):
     return getattr(importlib.import_module(module), function)
 
 
-def run_ranks(world: int, target: str, tmp: Path, *args: str, timeout_s: float = 60.0) -> list:
-    """``target`` ("module:function", called as ``function(*args)``) on ``world`` gloo ranks."""
+def run_ranks(world: int, target: str, tmp: Path, *args: str, timeout_s: float = 240.0) -> list:
+    """``target`` ("module:function", called as ``function(*args)``) on ``world`` gloo ranks.
+
+    ``timeout_s`` bounds a hang only: ranks connect in seconds on an idle machine, but each must
+    import torch first, which took over 60 s on a 2-core machine loaded with other jobs."""
     timeout = datetime.timedelta(seconds=timeout_s)
     store = dist.TCPStore("127.0.0.1", 0, world, is_master=True, timeout=timeout, wait_for_workers=False)
     package_root = Path(littune.__file__).resolve().parents[1]
