@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .manifest import CacheMismatch
-from .text import (TextManifest, _npy_problems, _refuse, begin_shards, finish_shards,
+from .text import (TextManifest, _npy_problems, begin_shards, finish_shards, refuse_unless_made_by,
                    open_finished, texts_sha256)
 from .writer import save_atomic, save_npy
 
@@ -172,17 +172,8 @@ class PrefixCache:
 
     def check(self, tower, texts: Sequence[str] | None = None) -> None:
         """Refuse the cache unless ``tower`` (its locked groups, tokenizer, k) made it for ``texts``."""
-        have, want = self.manifest.identity(), prefix_identity(tower)
-        _refuse(self.folder, [f"{k}: cache has {have[k]!r}, tower has {want[k]!r}" for k in want if have[k] != want[k]],
-                "by another text tower, tokenizer, context length, k or locked weights", "prefix")
-        if texts is not None:
-            texts = list(texts)
-            diffs = []
-            if len(texts) != self.manifest.n_texts:
-                diffs.append(f"n_texts: cache has {self.manifest.n_texts}, data has {len(texts)}")
-            elif texts_sha256(texts) != self.manifest.texts_sha256:
-                diffs.append("texts: same count, other captions (SHA-256 differs)")
-            _refuse(self.folder, diffs, "for other texts", "prefix")
+        refuse_unless_made_by(self.folder, self.manifest, prefix_identity(tower),
+                              "by another text tower, tokenizer, context length, k or locked weights", texts, "prefix")
 
 
 def ensure_prefix_cache(texts: Sequence[str], tower, out: str | Path, opts: PrefixOptions | None = None) -> PrefixCache:

@@ -190,6 +190,23 @@ def _refuse(where: Path, diffs: list[str], what: str, kind: str = "text") -> Non
                             + f"\ndelete it (or choose another folder) to re-embed")
 
 
+def refuse_unless_made_by(folder: Path, manifest: TextManifest, want: dict, by: str,
+                          texts: Sequence[str] | None = None, kind: str = "text") -> None:
+    """Refuse a cache whose manifest's identity differs from ``want`` (``by``: what else could have made
+    it), or that was made for other texts than ``texts`` (when given)."""
+    have = manifest.identity()
+    _refuse(folder, [f"{k}: cache has {have[k]!r}, tower has {want[k]!r}" for k in want if have[k] != want[k]],
+            by, kind)
+    if texts is not None:
+        texts = list(texts)
+        diffs = []
+        if len(texts) != manifest.n_texts:
+            diffs.append(f"n_texts: cache has {manifest.n_texts}, data has {len(texts)}")
+        elif texts_sha256(texts) != manifest.texts_sha256:
+            diffs.append("texts: same count, other captions (SHA-256 differs)")
+        _refuse(folder, diffs, "for other texts", kind)
+
+
 def begin_shards(out: Path, manifest: TextManifest, what: str) -> list[int]:
     """Start or resume writing a sharded cache at ``out``: refuse one made otherwise (``what``: by whom),
     write the unfinished manifest, and return the shards to (re)compute (missing or broken ones)."""
@@ -301,17 +318,8 @@ class TextCache:
 
     def check(self, tower, texts: Sequence[str] | None = None) -> None:
         """Refuse the cache unless ``tower`` made it (and, given ``texts``, made it for these texts)."""
-        have, want = self.manifest.identity(), tower_identity(tower)
-        _refuse(self.folder, [f"{k}: cache has {have[k]!r}, tower has {want[k]!r}" for k in want if have[k] != want[k]],
-                "by another text tower, tokenizer or context length")
-        if texts is not None:
-            texts = list(texts)
-            diffs = []
-            if len(texts) != self.manifest.n_texts:
-                diffs.append(f"n_texts: cache has {self.manifest.n_texts}, data has {len(texts)}")
-            elif texts_sha256(texts) != self.manifest.texts_sha256:
-                diffs.append("texts: same count, other captions (SHA-256 differs)")
-            _refuse(self.folder, diffs, "for other texts")
+        refuse_unless_made_by(self.folder, self.manifest, tower_identity(tower),
+                              "by another text tower, tokenizer or context length", texts)
 
 
 def ensure_text_cache(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOptions | None = None) -> TextCache:

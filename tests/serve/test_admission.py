@@ -5,11 +5,14 @@ import asyncio
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from littune.serve.admission import Admission, Busy, PixelBudget
 from littune.serve.limits import ServeLimits
+
+from .test_admission_asgi import _call
 
 
 def _limits(**kw) -> ServeLimits:
@@ -34,15 +37,7 @@ async def _run(limits: ServeLimits, n: int, hold_s: float | None = None) -> tupl
     gate = Admission(app, limits)
 
     async def one() -> dict:
-        got = {}
-
-        async def send(message):
-            if message["type"] == "http.response.start":
-                got.update(status=message["status"], headers=dict(message["headers"]))
-            else:
-                got["body"] = message["body"]
-        await gate(_scope(), _receive, send)
-        return got
+        return await _call(gate, _scope(), SimpleNamespace(receive=_receive))
 
     tasks = [asyncio.create_task(one()) for _ in range(n)]
     await asyncio.sleep(0.05)  # every request has arrived: 2 run, 3 wait, the rest were answered
