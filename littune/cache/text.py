@@ -62,6 +62,7 @@ class TextManifest:
     engine: str = ""
     kind: str = "text"
     format_version: int = FORMAT_VERSION
+    precision: str = "fp32"  # what the tower computed in (model.text.cache_precision): fp32 | bf16
 
     def write(self, folder: Path) -> None:
         save_atomic(Path(folder) / MANIFEST, lambda p: p.write_text(json.dumps(asdict(self), indent=2)))
@@ -94,7 +95,7 @@ class TextManifest:
 
     def identity(self) -> dict[str, Any]:
         return {"tower": self.tower, "fingerprint": self.fingerprint, "tokenizer": self.tokenizer,
-                "context_length": self.context_length, "embed_dim": self.embed_dim}
+                "context_length": self.context_length, "embed_dim": self.embed_dim, "precision": self.precision}
 
     @property
     def n_shards(self) -> int:
@@ -115,9 +116,11 @@ class TextManifest:
 
 
 def tower_identity(tower) -> dict[str, Any]:
-    """What a text cache must have been made by: the tower's name, weights, tokenizer, context length."""
+    """What a text cache must have been made by: the tower's name, weights, tokenizer, context length,
+    and the precision it computes its caches in (towers/engine.py)."""
     return {"tower": tower.name, "fingerprint": tower.fingerprint(), "tokenizer": tower.tokenizer.fingerprint(),
-            "context_length": tower.context_length, "embed_dim": tower.embed_dim}
+            "context_length": tower.context_length, "embed_dim": tower.embed_dim,
+            "precision": getattr(tower, "cache_precision", "fp32")}
 
 
 def texts_sha256(texts: Sequence[str]) -> str:
@@ -335,8 +338,11 @@ def ensure_text_cache(texts: Sequence[str], tower, out: str | Path, opts: TextEm
 
 
 def text_cache_dir(image_cache: str | Path, tower) -> Path:
-    """Where the text cache of an image cache's captions lives: inside it, one folder per tower."""
+    """Where the text cache of an image cache's captions lives: inside it, one folder per tower (and per
+    precision: an fp32 cache keeps the folder it had before precisions were recorded)."""
     ident = tower_identity(tower)
+    if ident["precision"] == "fp32":
+        del ident["precision"]
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     slug = "".join(c if c.isalnum() else "_" for c in tower.name)
     return Path(image_cache) / "text" / f"{slug}-{digest}"

@@ -10,6 +10,7 @@ from typing import Any, List, Optional
 import torch
 
 from .composite import AveragedViewsTower, ConcatImageTower, averaged_name, concat_name, packable
+from .engine import resolve_cache_precision
 from .image import ImageTower, create_image_tower, pooled_name
 from .preprocess import RESIZE_MODES, Preprocess
 from .text import TextTower, create_text_tower
@@ -176,6 +177,9 @@ class TextTowerConfig:
     # default: the tokenizer's own special tokens | bert_tokenize: big_vision's [CLS] + up to
     # context_length - 1 word pieces, no [SEP] (pre-trained BERT-family towers; towers/text_hf.py)
     tokenize: str = "default"
+    # bf16 encodes 2-4x faster (MPNet 84 -> 324 captions/s on an AMX CPU) and moves each feature by ~0.5%;
+    # the cache's identity holds it, so fp32 and bf16 caches never mix (towers/engine.py)
+    cache_precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where native): what its text caches compute in
     head: str = "linear"  # linear | mlp | none: maps the text features into the shared space
     head_hidden: int = 0  # mlp width (0: halfway between the tower's width and embed_dim, open_clip's)
     head_depth: int = 2  # mlp: linear layers (2 = one hidden layer)
@@ -213,6 +217,7 @@ class TextTowerConfig:
                       heads=self.heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout)
         tower = create_text_tower(self.name, pretrained=self.pretrained, lock=self.lock,
                                   locked_blocks=self.locked_blocks, **kw)
+        tower.cache_precision = resolve_cache_precision(self.cache_precision)
         record_base(tower, self.pretrained)  # before any adapter changes the state's layout
         lora = LoraOptions(self.lora_rank, self.lora_alpha, self.lora_dropout, self.lora_targets)
         return apply_tuning(tower, self.tune, lora)

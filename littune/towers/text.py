@@ -81,6 +81,7 @@ class TextTower(Lockable):
     tune: str = "full"  # what trains in the unlocked groups: full | lora | norms
     lora: dict | None = None  # LoRA's options when tune=lora
     base_fingerprint: str | None = None  # the pre-trained weights' fingerprint, for interpolation
+    cache_precision: str = "fp32"  # what its text caches are computed in: fp32 | bf16 (towers/engine.py)
 
     @property
     def context_length(self) -> int:

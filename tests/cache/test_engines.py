@@ -95,7 +95,7 @@ def test_engine_errors_name_the_fix(lite0, monkeypatch):
 def test_a_disagreeing_engine_is_refused(lite0, monkeypatch):
     real = engines.ENGINES.resolve("openvino")[0].factory
 
-    def broken(module, example, threads):
+    def broken(module, example, threads, precision="fp32"):
         run = real(module, example, threads)
         return lambda *x: run(*x)[:, ::-1].copy()  # features in the wrong order
     monkeypatch.setattr(engines.ENGINES.resolve("openvino")[0], "target", broken)
@@ -112,7 +112,7 @@ def test_a_process_converts_each_locked_tower_once(tmp_path, monkeypatch):
     entry = engines.ENGINES.resolve("openvino")[0]
     real, calls = entry.factory, []
 
-    def counting(module, example, threads):
+    def counting(module, example, threads, precision="fp32"):
         calls.append(type(module).__name__)
         return real(module, example, threads)
     monkeypatch.setattr(entry, "target", counting)

@@ -16,8 +16,8 @@ def _engine_off_by(monkeypatch, rel: float) -> engines.Engine:
     module = nn.Linear(16, 32)
     real = engines.ENGINES.resolve("torch")[0].factory
 
-    def perturbed(module, example, threads):
-        run = real(module, example, threads)
+    def perturbed(module, example, threads, precision="fp32"):
+        run = real(module, example, threads, precision=precision)
 
         def out(*x):
             y = run(*x)
