@@ -44,6 +44,7 @@ class Manifest:
     world_size: int = 1
     engine: str = ""  # what ran the tower (torch, openvino, onnx, torch-cuda): engines agree within towers/engine.py MAX_REL_DEVIATION
     format_version: int = FORMAT_VERSION
+    precision: str = "fp32"  # what the tower computed in (model.image.cache_precision): fp32 | bf16
 
     @property
     def n_shards(self) -> int:
@@ -86,17 +87,18 @@ class Manifest:
 
     def identity(self) -> dict[str, Any]:
         return {"tower": self.tower, "fingerprint": self.fingerprint, "preprocess": self.preprocess,
-                "embed_dim": self.embed_dim}
+                "embed_dim": self.embed_dim, "precision": self.precision}
 
     def check(self, tower: str, fingerprint: str, preprocess: dict[str, Any], embed_dim: int,
-              where: str = "") -> None:
+              where: str = "", precision: str = "fp32") -> None:
         """Raise CacheMismatch naming every field that differs from the given tower's."""
         if "input_size" in self.preprocess and "resize_mode" not in self.preprocess:
             raise CacheMismatch(f"embedding cache {where} does not record how its images were resized (no "
                                 "preprocess.resize_mode: made by an older littune, which also rounded the resize "
                                 "size where timm floors it), so its view of the images is unknown; re-embed with "
                                 "`littune embed` into a new folder")
-        want = {"tower": tower, "fingerprint": fingerprint, "preprocess": preprocess, "embed_dim": embed_dim}
+        want = {"tower": tower, "fingerprint": fingerprint, "preprocess": preprocess, "embed_dim": embed_dim,
+                "precision": precision}
         have = self.identity()
         diffs = [f"{k}: cache has {have[k]!r}, model has {want[k]!r}" for k in want if have[k] != want[k]]
         if diffs:

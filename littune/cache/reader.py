@@ -113,4 +113,4 @@ class EmbeddingCache:
     def check(self, tower) -> None:
         """Refuse the cache unless ``tower`` (an ImageTower) is exactly the one that made it."""
         self.manifest.check(tower.name, tower.fingerprint(), tower.preprocess.to_dict(), tower.embed_dim,
-                            where=str(self.folder))
+                            where=str(self.folder), precision=getattr(tower, "cache_precision", "fp32"))

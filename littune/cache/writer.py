@@ -88,14 +88,15 @@ def _runner(tower: ImageTower, opts: EmbedOptions) -> tuple[Callable[[torch.Tens
     runs there under torch; on the CPU the chosen engine (towers/engine.py) runs it. A preprocessing
     with float transforms only gets float pixels and runs under torch."""
     device = next(tower.parameters()).device
+    bf16 = getattr(tower, "cache_precision", "fp32") == "bf16"  # model.image.cache_precision
     if not _uint8_path(tower):  # a preprocessing only offered as float transforms (open_clip's own)
         def as_is(x: torch.Tensor) -> np.ndarray:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 return tower(x.to(device)).float().cpu().numpy()
         return as_is, f"torch-{device.type}"
     if device.type != "cpu":
         def on_device(x: torch.Tensor) -> np.ndarray:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 return tower(tower.preprocess.normalize(x).to(device)).float().cpu().numpy()
         return on_device, f"torch-{device.type}"
     from ..towers.engine import image_engine
@@ -173,7 +174,8 @@ def embed_items(items: list[ImageItem], tower: ImageTower, out: str | Path, *, s
     manifest = Manifest(tower=tower.name, fingerprint=tower.fingerprint(), preprocess=tower.preprocess.to_dict(),
                         embed_dim=tower.embed_dim, dtype=opts.dtype, source=source, shard_size=shard_size,
                         views=opts.views, content=content or content_fingerprint(items), n_items=len(items),
-                        n_captions=sum(len(i.captions) for i in items), world_size=world)
+                        n_captions=sum(len(i.captions) for i in items), world_size=world,
+                        precision=getattr(tower, "cache_precision", "fp32"))
     _check_resumable(out, old, manifest)
     if rank == 0:
         manifest.shards = _keep_good_shards(out, manifest, old, verify)
@@ -237,8 +239,8 @@ def _check_resumable(out: Path, old: Manifest | None, manifest: Manifest) -> Non
     fingerprint; by its spec for a cache made before content was recorded)."""
     if old is None:
         return
-    fields = ("tower", "fingerprint", "preprocess", "embed_dim", "dtype", "shard_size", "views", "n_items",
-              "content" if old.content else "source")
+    fields = ("tower", "fingerprint", "preprocess", "embed_dim", "precision", "dtype", "shard_size", "views",
+              "n_items", "content" if old.content else "source")
     diffs = [f"{f}: {getattr(old, f)!r} -> {getattr(manifest, f)!r}" for f in fields
              if getattr(old, f) != getattr(manifest, f)]
     if diffs:

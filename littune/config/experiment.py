@@ -43,10 +43,10 @@ class DataConfig:
     engine: str = "auto"  # what runs locked towers into caches: torch | openvino | onnx | auto (towers/engine.py)
 
 
-# model.text.cache_precision: what a locked text tower's caches are computed in (littune/towers/engine.py).
+# model.{image,text}.cache_precision: what a locked tower's caches are computed in (littune/towers/engine.py).
 CACHE_PRECISIONS = {
     "fp32": "float32, every engine within 2.5e-5 of torch",
-    "bf16": "bfloat16 (2-4x faster on AMX/AVX512-BF16 CPUs; features move by ~0.5%)",
+    "bf16": "bfloat16 (2-4x faster on AMX/AVX512-BF16 CPUs; features move by 0.5-3.5%)",
     "auto": "bf16 where the CPU runs it natively, else fp32",
 }
 
@@ -151,10 +151,12 @@ def validate(cfg: ExperimentConfig) -> None:
                           "each row over every text")
     if cfg.train.precision not in ("fp32", "bf16", "auto"):
         raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32, bf16 or auto")
-    check_choice(t.cache_precision, "model.text.cache_precision", CACHE_PRECISIONS)
-    if t.cache_precision != "fp32" and t.lock != "L":
-        raise ConfigError(f"model.text.cache_precision='{t.cache_precision}' is how a locked text tower fills its "
-                          f"caches; model.text.lock='{t.lock}' runs the tower live (train.precision sets that)")
+    for side, tower in (("image", cfg.model.image), ("text", t)):
+        check_choice(tower.cache_precision, f"model.{side}.cache_precision", CACHE_PRECISIONS)
+        if tower.cache_precision != "fp32" and tower.lock != "L":
+            raise ConfigError(f"model.{side}.cache_precision='{tower.cache_precision}' is how a locked {side} tower "
+                              f"fills its caches; model.{side}.lock='{tower.lock}' runs the tower live "
+                              "(train.precision sets that)")
     for name, spec in cfg.evals.items():
         if not isinstance(spec, dict) or "kind" not in spec:
             raise ConfigError(f"evals.{name}: needs 'kind' (zeroshot, retrieval or probe) and its options")

@@ -55,6 +55,7 @@ class ImageTower(Lockable):
     embed_dim: int
     preprocess: Preprocess
     pooling: str = "default"
+    cache_precision: str = "fp32"  # what its embedding caches are computed in: fp32 | bf16 (towers/engine.py)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

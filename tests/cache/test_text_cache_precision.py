@@ -106,10 +106,10 @@ def test_bf16_engine_tolerance(monkeypatch):
         return engines.Engine("openvino", module, (torch.zeros(2, 16),), precision="bf16")
 
     x = np.random.default_rng(1).normal(size=(6, 16)).astype(np.float32)
-    assert off_by(1e-2)(x).shape == (6, 32)  # what bf16 moves a 12-layer encoder by (measured: 2.2e-2 worst)
-    with pytest.raises(engines.EngineMismatch, match=r"deviates by 1\.00e-01 .* > 5\.0e-02, the stated tolerance "
+    assert off_by(8e-2)(x).shape == (6, 32)  # what bf16 moves EfficientNet-Lite0 by (measured: 8.4e-2 worst)
+    with pytest.raises(engines.EngineMismatch, match=r"deviates by 3\.00e-01 .* > 1\.5e-01, the stated tolerance "
                                                      r"\(what bf16 rounding moves\)"):
-        off_by(0.1)(x)
+        off_by(0.3)(x)
 
 
 def test_onnx_refuses_bf16_and_unknown_precisions_are_named():
@@ -141,3 +141,9 @@ def test_config_refusals_name_the_key():
     with pytest.raises(ConfigError, match=r"model.text.cache_precision='bf16' is how a locked text tower fills its "
                                           r"caches; model.text.lock='U'"):
         _validate("model.text.lock=U", "model.text.cache_precision=bf16")
+    _validate("model.image.lock=L", "model.image.cache_precision=auto")
+    with pytest.raises(ConfigError, match=r"model.image.cache_precision='bf16' is how a locked image tower fills "
+                                          r"its caches; model.image.lock='U'"):
+        _validate("model.image.lock=U", "model.image.cache_precision=bf16")
+    with pytest.raises(ConfigError, match=r"model.image.cache_precision='half' is not one of"):
+        _validate("model.image.cache_precision=half")
