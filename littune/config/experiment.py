@@ -153,7 +153,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.precision='{cfg.train.precision}' must be fp32, bf16 or auto")
     for side, tower in (("image", cfg.model.image), ("text", t)):
         check_choice(tower.cache_precision, f"model.{side}.cache_precision", CACHE_PRECISIONS)
-        if tower.cache_precision != "fp32" and tower.lock != "L":
+        if tower.cache_precision == "bf16" and tower.lock != "L":  # auto: bf16 where it applies (towers/config.py)
             raise ConfigError(f"model.{side}.cache_precision='{tower.cache_precision}' is how a locked {side} tower "
                               f"fills its caches; model.{side}.lock='{tower.lock}' runs the tower live "
                               "(train.precision sets that)")

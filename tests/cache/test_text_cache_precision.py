@@ -128,6 +128,10 @@ def test_auto_follows_the_cpu(monkeypatch, bert):
         tower = TextTowerConfig(name=f"hf:{bert}", lock="L", cache_precision="auto", context_length=16).build()
         assert tower.cache_precision == want
     assert TextTowerConfig(name=f"hf:{bert}", lock="L", context_length=16).build().cache_precision == "fp32"
+    # auto on a tower that trains is fp32: it fills no cache (monkeypatched: this CPU "has" bf16)
+    monkeypatch.setattr(dist, "native_bf16", lambda device: True)
+    live = TextTowerConfig(name=f"hf:{bert}", lock="U", cache_precision="auto", context_length=16).build()
+    assert live.cache_precision == "fp32"
 
 
 def _validate(*overrides):
@@ -142,6 +146,7 @@ def test_config_refusals_name_the_key():
                                           r"caches; model.text.lock='U'"):
         _validate("model.text.lock=U", "model.text.cache_precision=bf16")
     _validate("model.image.lock=L", "model.image.cache_precision=auto")
+    _validate("model.text.lock=U", "model.text.cache_precision=auto")  # the demo's config with its text tower tuned
     with pytest.raises(ConfigError, match=r"model.image.cache_precision='bf16' is how a locked image tower fills "
                                           r"its caches; model.image.lock='U'"):
         _validate("model.image.lock=U", "model.image.cache_precision=bf16")
