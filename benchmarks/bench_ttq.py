@@ -1,6 +1,6 @@
 """Time to quality: training seconds until Flickr8k dev image->text R@1 reaches 0.30 and 0.344, per recipe.
 
-    python benchmarks/bench_ttq.py [--recipes a,b] [--out DIR] [--threads N] [--skip-embed]
+    python benchmarks/bench_ttq.py [--recipes a,b] [--out DIR] [--threads N] [--skip-embed] [--variant NAME]
 
 For each recipe (the demo's default: both towers locked with a bias-free MLP text head; the previous
 default that tunes MiniLM's top layers live; a linear head; + latent mixup; + cached augmented
@@ -45,9 +45,13 @@ BASE = ["model.image.name=efficientnet_lite0", "model.image.lock=L", "model.imag
         "model.init_temperature=30", "train.precision=auto", "optim.lr=0.001", "optim.weight_decay=0.0001"]
 LL = ["model.text.lock=L", "train.batch_size=1024", "optim.warmup_steps=50"]
 MLP = ["model.text.head=mlp", "model.text.head_bias=false"]
-DEMO = "demo default: LL + MLP head + mixup"  # littune/resources/configs/demo.yaml, spelled out
+DEMO = "demo default: Lite0+Lite2, MPNet, LL + MLP head + mixup"  # littune/resources/configs/demo.yaml, spelled out
+DEMO_TOWERS = ["model.image.concat=[{name: efficientnet_lite2}]", "model.image.cache_precision=auto",
+               "model.text.name=mpnet", "model.text.cache_precision=auto"]
+MINILM_DEMO = "former demo: Lite0, MiniLM, LL + MLP head + mixup"  # demo_minilm.yaml
 RECIPES: dict[str, list[tuple[int, list[str]]]] = {
-    DEMO: [(300, [*LL, *MLP, "train.mixup=1.0"])],
+    DEMO: [(300, [*LL, *MLP, *DEMO_TOWERS, "train.mixup=1.0"])],
+    MINILM_DEMO: [(300, [*LL, *MLP, "train.mixup=1.0"])],
     "previous default (MiniLM top 3 layers tuned)": [(500, [
         "model.text.lock=U", "model.text.locked_blocks=4", "model.text.lr_mult=0.3", "train.batch_size=256",
         "optim.warmup_steps=50"])],
@@ -197,6 +201,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--embed-images", type=int, default=1000)
     ap.add_argument("--skip-embed", action="store_true", help="skip the engine throughput measurement")
+    ap.add_argument("--variant", default="", help="results file docs/results/bench_ttq-VARIANT.json (e.g. for a "
+                                                  "--recipes subset, so the full table's file stays)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -259,7 +265,7 @@ def main() -> None:
                      "flowers_train_zeroshot": round(r["flowers_train_zeroshot"], 4)} for r in results],
         "embed": {e: v["images_per_s"] for e, v in embed.items()},
         "step_on_two_caches_ms": {"step": round(sc["step_s"] * 1000, 1), "bare": round(sc["bare_s"] * 1000, 1)},
-    })
+    }, variant=a.variant)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ def test_demo_recipe_in_bench_ttq_is_the_demo_config():
     [(steps, overrides)] = bench.RECIPES[bench.DEMO]
     ours = load_config(None, [*bench.BASE, *overrides, f"train.steps={steps}"])
     demo = load_config(str(REPO / "littune" / "resources" / "configs" / "demo.yaml"), [])
+    assert demo.model.text.name == "mpnet" and demo.model.image.concat  # the default, not demo_minilm.yaml
     assert dataclasses.asdict(ours.model) == dataclasses.asdict(demo.model)
     assert dataclasses.asdict(ours.optim) == dataclasses.asdict(demo.optim)
     for key in ("steps", "batch_size", "mixup", "loss", "precision"):

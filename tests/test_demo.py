@@ -72,17 +72,35 @@ def test_the_table_names_runs_as_typed_from_the_working_folder(tmp_path, monkeyp
     assert format_table(result).endswith(f"run: {tmp_path}/runs/demo/lit-x\nreport: {tmp_path}/runs/demo/lit-x/report/report.md")
 
 
-def test_demo_text_mpnet_is_the_demo_recipe_with_mpnet(tmp_path):
-    """`littune demo --text mpnet` (the towers study's best point) changes the text tower and nothing else."""
+def test_the_default_demo_is_minilms_recipe_with_mpnet_and_lite0_lite2(tmp_path):
+    """`littune demo` (mpnet, demo.yaml) is the former default (`--text minilm`, demo_minilm.yaml) with
+    the mpnet study's winning towers and nothing else: MPNet and Lite0 + Lite2, cached in bf16 where native."""
     import dataclasses
 
+    from littune.demo import DemoOptions, demo_config
+
+    assert DemoOptions().text == "mpnet"
+    splits = {"train": "flickr8k:X:train", "dev": "flickr8k:X:dev"}
+    base, mp = (demo_config(tmp_path, tmp_path / "run", text, False, None, None, splits) for text in ("minilm", "mpnet"))
+    assert base.model.text.name == "minilm" and not base.model.image.concat
+    assert (mp.model.text.name, mp.model.text.cache_precision, mp.model.image.cache_precision) == ("mpnet", "auto", "auto")
+    assert [m.name for m in mp.model.image.concat] == ["efficientnet_lite2"] and mp.model.image.concat_normalize
+    a, b = dataclasses.asdict(base), dataclasses.asdict(mp)
+    for d in (a, b):
+        d.pop("name"), d["model"]["text"].pop("name"), d["model"]["text"].pop("cache_precision")
+        d["model"]["image"].pop("concat"), d["model"]["image"].pop("cache_precision")
+    assert a == b
+    with pytest.raises(ValueError, match="mpnet, minilm, scratch"):
+        demo_config(tmp_path, tmp_path / "run", "bert", False, None, None, splits)
+
+
+def test_dev_retrieval_during_training_is_opt_in(tmp_path):
+    """The demo's default trains without a dev split (its first run is shorter); --dev adds it back."""
+    from littune.cli import build_parser
     from littune.demo import demo_config
 
     splits = {"train": "flickr8k:X:train", "dev": "flickr8k:X:dev"}
-    base, mp = (demo_config(tmp_path, tmp_path / "run", text, False, None, None, splits) for text in ("minilm", "mpnet"))
-    assert base.model.text.name == "minilm" and mp.model.text.name == "mpnet"
-    a, b = dataclasses.asdict(base), dataclasses.asdict(mp)
-    a["model"]["text"].pop("name"), b["model"]["text"].pop("name"), a.pop("name"), b.pop("name")
-    assert a == b
-    with pytest.raises(ValueError, match="minilm, mpnet, scratch"):
-        demo_config(tmp_path, tmp_path / "run", "bert", False, None, None, splits)
+    assert demo_config(tmp_path, tmp_path / "run", "mpnet", False, None, None, splits).data.dev is None
+    assert demo_config(tmp_path, tmp_path / "run", "mpnet", False, None, None, splits, dev=True).data.dev == "flickr8k:X:dev"
+    parser = build_parser()[0]
+    assert parser.parse_args(["demo"]).dev is False and parser.parse_args(["demo", "--dev"]).dev
