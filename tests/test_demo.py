@@ -101,6 +101,7 @@ def test_dev_retrieval_during_training_is_opt_in(tmp_path):
 
     splits = {"train": "flickr8k:X:train", "dev": "flickr8k:X:dev"}
     assert demo_config(tmp_path, tmp_path / "run", "mpnet", False, None, None, splits).data.dev is None
-    assert demo_config(tmp_path, tmp_path / "run", "mpnet", False, None, None, splits, dev=True).data.dev == "flickr8k:X:dev"
+    with_dev = demo_config(tmp_path, tmp_path / "run", "mpnet", False, None, None, splits, dev=True)
+    assert with_dev.data.dev == "flickr8k:X:dev"
     parser = build_parser()[0]
     assert parser.parse_args(["demo"]).dev is False and parser.parse_args(["demo", "--dev"]).dev

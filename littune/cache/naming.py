@@ -57,7 +57,8 @@ def auto_cache_dir(root: str | Path | None, spec: str, tower: ImageTower, views:
     as embedded by ``tower`` with ``views`` augmented views; ``spec`` only labels the folder."""
     pre = sorted(tower.preprocess.to_dict().items())
     precision = getattr(tower, "cache_precision", "fp32")  # fp32 caches keep the folders they had before
-    key = f"{content}|{tower.name}|{tower.fingerprint()}|{pre}|{views}" + ("" if precision == "fp32" else f"|{precision}")
+    key = f"{content}|{tower.name}|{tower.fingerprint()}|{pre}|{views}"
+    key += "" if precision == "fp32" else f"|{precision}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9]+", "_", source_kind(spec)).strip("_")
     return Path(root or default_cache_root()) / f"{slug}-{re.sub(r'[^A-Za-z0-9]+', '_', tower.name)}-{digest}"

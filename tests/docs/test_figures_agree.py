@@ -127,7 +127,7 @@ def test_time_to_quality_reading_quotes_its_results_file():
     assert quoted, "the reading quotes the run's figures"
     towers = _values(record("study-towers"))  # the towers study's figure it points to
     for q in quoted:
-        assert any(shown(q, v) for v in values | towers), f"{q} is in neither bench_ttq[-demo].json nor study-towers.json"
+        assert any(shown(q, v) for v in values | towers), f"{q} is in none of bench_ttq[-demo], study-towers"
 
 
 def test_readme_test_time_matches_bench_make_test():
