@@ -20,7 +20,7 @@ def _demo(p: argparse.ArgumentParser):
     p.add_argument("--quick", action="store_true", help="a small slice of the data: a first look in minutes")
     p.add_argument("--dev", action="store_true",
                    help="also evaluate Flickr8k dev retrieval every 100 steps while training (the report's R@1 "
-                        "curve; about 30 s more on a first run)")
+                        "curve; about 1.5 minutes more on a first run)")
     p.add_argument("--steps", type=Number(int, 1, 10**9), default=None,
                    help="training steps (default: the recipe's, 300; 40 with --quick)")
     add_cache(p)

@@ -100,8 +100,7 @@ class ImageTowerConfig:
             for i, t in enumerate(towers):
                 packable(t, self._key(i, "name") + f"={members[i].name!r}")
         tower = ConcatImageTower(towers, normalize=self.concat_normalize) if self.concat else towers[0]
-        # only a locked tower fills caches; auto on a tower that trains means fp32 (bf16 is refused there)
-        tower.cache_precision = resolve_cache_precision(self.cache_precision) if self.lock == "L" else "fp32"
+        tower.cache_precision = resolve_cache_precision(self.cache_precision, self.lock)
         return tower
 
     def _key(self, i: int, key: str) -> str:
@@ -222,7 +221,7 @@ class TextTowerConfig:
                       heads=self.heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout)
         tower = create_text_tower(self.name, pretrained=self.pretrained, lock=self.lock,
                                   locked_blocks=self.locked_blocks, **kw)
-        tower.cache_precision = resolve_cache_precision(self.cache_precision) if self.lock == "L" else "fp32"
+        tower.cache_precision = resolve_cache_precision(self.cache_precision, self.lock)
         record_base(tower, self.pretrained)  # before any adapter changes the state's layout
         lora = LoraOptions(self.lora_rank, self.lora_alpha, self.lora_dropout, self.lora_targets)
         return apply_tuning(tower, self.tune, lora)

@@ -53,7 +53,10 @@ MAX_REL_DEVIATION = 2.5e-5  # per row, relative L2; float16 storage rounding is 
 # worst rows are 2.2e-2 (MPNet) and 8.4e-2 (EfficientNet-Lite0; module docstring). A faulty conversion lands
 # at O(1).
 MAX_REL_DEVIATION_BF16 = 0.15
-PRECISIONS = ("fp32", "bf16")
+# precision -> (the self-check's limit, why that limit), for the error message
+TOLERANCES = {"fp32": (MAX_REL_DEVIATION, "a tenth of float16 storage rounding"),
+              "bf16": (MAX_REL_DEVIATION_BF16, "what bf16 rounding moves")}
+PRECISIONS = tuple(TOLERANCES)
 CHECK_ROWS = 8  # rows of the first batch run through torch too
 INSTALL = {"openvino": "pip install openvino", "onnx": "pip install onnxruntime onnx"}
 
@@ -204,12 +207,13 @@ def _compiled(name: str, module: nn.Module, example: tuple, threads: int | None,
     return run
 
 
-def check_deviation(name: str, ref: np.ndarray, got: np.ndarray, limit: float = MAX_REL_DEVIATION) -> float:
-    """(n, D) torch features ``ref`` and an engine's ``got``: the largest per-row relative deviation,
-    or ``EngineMismatch`` naming it (row, deviation, largest element difference) beyond ``limit``."""
+def check_deviation(name: str, ref: np.ndarray, got: np.ndarray, precision: str = "fp32") -> float:
+    """(n, D) torch fp32 features ``ref`` and an engine's ``got`` (computed in ``precision``): the largest
+    per-row relative deviation, or ``EngineMismatch`` naming it (row, deviation, largest element
+    difference) beyond that precision's limit (``TOLERANCES``)."""
+    limit, why = TOLERANCES[precision]
     rel = np.linalg.norm(got - ref, axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-12)  # (n,)
     worst = int(np.argmax(rel)) if len(rel) else 0
-    why = "what bf16 rounding moves" if limit == MAX_REL_DEVIATION_BF16 else "a tenth of float16 storage rounding"
     if len(rel) and not (rel[worst] <= limit):  # NaN fails too
         raise EngineMismatch(f"engine '{name}' disagrees with torch on this tower: row {worst} deviates by "
                              f"{rel[worst]:.2e} (relative L2; largest element difference "
@@ -218,13 +222,14 @@ def check_deviation(name: str, ref: np.ndarray, got: np.ndarray, limit: float = 
     return float(rel[worst]) if len(rel) else 0.0
 
 
-def resolve_cache_precision(precision: str) -> str:
-    """'auto': bf16 where this CPU runs it natively (AMX or AVX512-BF16), else fp32; others as given."""
+def resolve_cache_precision(precision: str, lock: str = "L") -> str:
+    """What a tower with ``lock`` fills its caches in: 'auto' is bf16 where this CPU runs it natively
+    (AMX or AVX512-BF16), else fp32; a tower that trains (lock other than L) fills none: fp32."""
     from ..distributed import resolve_precision
 
     if precision not in PRECISIONS + ("auto",):
         raise ValueError(f"cache precision '{precision}': expected one of fp32, bf16, auto")
-    return resolve_precision(precision, torch.device("cpu"))
+    return resolve_precision(precision, torch.device("cpu")) if lock == "L" else "fp32"
 
 
 class Engine:
@@ -245,8 +250,7 @@ class Engine:
             n = min(CHECK_ROWS, len(out))
             with torch.inference_mode():
                 ref = self.module(*(torch.from_numpy(x[:n]) for x in inputs)).float().numpy()
-            check_deviation(self.name, ref, out[:n],
-                            MAX_REL_DEVIATION_BF16 if self.precision == "bf16" else MAX_REL_DEVIATION)
+            check_deviation(self.name, ref, out[:n], self.precision)
             self._checked = True
         return out
 
