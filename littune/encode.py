@@ -59,10 +59,11 @@ def tower_features(tower, images: Sequence, batch_size: int = 64, num_workers: i
     from tqdm.auto import tqdm
 
     from .data.decode import DecodeDataset, collate_decoded
+    from .data.workers import loader_workers
 
     names = [im if isinstance(im, str) else f"image {i}" for i, im in enumerate(images)]
     ds = DecodeDataset(images, names=names, transform=tower.preprocess.transform())
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded)
+    loader = DataLoader(ds, batch_size=batch_size, **loader_workers(num_workers), collate_fn=collate_decoded)
     was_training = tower.training
     tower.eval()
     feats, kept, bad = [], [], []

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from .. import distributed as dist_utils
 from ..data.decode import DecodeDataset, collate_hashed
 from ..data.images import BadInputLog
+from ..data.workers import loader_workers
 from ..towers import ImageTower
 from .items import ImageItem, content_fingerprint
 from .manifest import CacheMismatch, Manifest
@@ -124,7 +125,7 @@ def _batches(tower: ImageTower, items: list[ImageItem], shards: list[int], shard
     workers = opts.num_workers if opts.num_workers is not None else max(1, (os.cpu_count() or 2) - 1)
     # A generator of its own: iterating a DataLoader must not draw from the global RNG (training
     # after an embedding would otherwise depend on whether the cache already existed).
-    loader = DataLoader(ds, batch_sampler=plan, num_workers=workers, collate_fn=collate_hashed,
+    loader = DataLoader(ds, batch_sampler=plan, **loader_workers(workers), collate_fn=collate_hashed,
                         prefetch_factor=4 if workers else None, persistent_workers=False,
                         generator=torch.Generator().manual_seed(opts.seed))
     return iter(loader)

@@ -19,6 +19,7 @@ from ..cache.items import ImageItem
 from ..cache.prefix import PrefixCache, PrefixOptions, check_prefix_tower, ensure_prefix_cache, prefix_cache_dir
 from ..cache.text import TextCache, TextEmbedOptions, ensure_text_cache, text_cache_dir
 from ..data.images import BadImage, load_image
+from ..data.workers import loader_workers
 from ..towers import ImageTower
 from ..config import DataConfig
 from ..distributed import rank_seed
@@ -160,7 +161,7 @@ class LiveBatches:
         # Its own generator: drawing the workers' base seed from the global one would shift the
         # dropout masks after a resume (the loader starts at another point of the stream).
         loader = DataLoader(self.dataset, batch_size=None, sampler=range(start, stop),
-                            num_workers=self.num_workers, prefetch_factor=2 if self.num_workers else None,
+                            **loader_workers(self.num_workers), prefetch_factor=2 if self.num_workers else None,
                             generator=torch.Generator().manual_seed(self.schedule.seed))
         yield from loader
 

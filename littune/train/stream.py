@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..data.sources import WebDatasetSource, expand_shards
 from ..data.streaming import Bad, StreamingDataset, worker_slot
+from ..data.workers import loader_workers
 from ..config import ConfigError, DataConfig, ExperimentConfig
 
 
@@ -158,7 +159,7 @@ class StreamingBatches:
         ds = _BatchStream(self.data, self.local_batch, start, self.seed)
         # Its own generator: the workers' base seed drawn from the global one would move the trainer's
         # random state (dropout) at another point after a resume than in an uninterrupted run.
-        loader = DataLoader(ds, batch_size=None, num_workers=self.num_workers,
+        loader = DataLoader(ds, batch_size=None, **loader_workers(self.num_workers),
                             prefetch_factor=2 if self.num_workers else None,
                             generator=torch.Generator().manual_seed(self.seed))
         it = iter(loader)

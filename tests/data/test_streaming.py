@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from littune.data.workers import loader_workers
 from littune.data.streaming import Bad, Sample, StreamingDataset, assign_shards, buffered_shuffle, shard_order
 from littune.train.stream import StreamingBatches
 from tests.data.shards import write_tar
@@ -74,7 +75,7 @@ def test_shard_order_is_the_same_everywhere_and_changes_per_epoch():
 def _samples_of_rank(shards, rank: int, world: int, workers: int, epoch: int, seed: int = 0, transform=None) -> list:
     ds = StreamingDataset(shards, rank=rank, world=world, seed=seed, epoch=epoch, epochs=1, shuffle_buffer=8,
                           transform=transform)
-    loader = DataLoader(ds, batch_size=None, num_workers=workers)
+    loader = DataLoader(ds, batch_size=None, **loader_workers(workers))
     return list(loader)
 
 
