@@ -37,7 +37,8 @@ def _unguarded_script(path: str) -> bool:
         return False
 
     def is_guard(node: ast.stmt) -> bool:
-        return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test)
+        test = ast.unparse(node.test) if isinstance(node, ast.If) else ""
+        return "__name__" in test and "__main__" in test
 
     def is_definition(node: ast.stmt) -> bool:
         if isinstance(node, ast.Expr):  # docstrings and other bare constants

@@ -11,6 +11,8 @@ Both read ONE decoded image and look at it several ways, each part through its o
   order, (B, D_1 + ... + D_k), each L2-normalised first by default (``model.image.concat_normalize``):
   the text side's cosine then weighs every member equally, cos(concat(a/|a|, b/|b|)) = (cos a + cos b) / 2,
   whatever the scale of each tower's features (raw, a tower with larger activations would dominate).
+  A member's ``weight`` (``model.image.concat[i].weight``, model.image's own is 1) scales its
+  normalised features, so cos = (cos a + w^2 cos b) / (1 + w^2) for a text embedding that splits the same way.
 
 What the parts share, and must: the decoded RGB image (one decode per image, so one bad-input verdict
 and one SHA-256 in the cache), the lock (``L``: the whole is one locked tower whose features are cached)
@@ -20,7 +22,7 @@ uint8 row (``PackedPreprocess``). A tower with transforms of its own (open_clip'
 What they need not share: input size, crop_pct, resize_mode, interpolation, mean/std, backend.
 
 Identity, so caches made otherwise are refused: the name lists the parts in order (and the
-normalisation), the weight fingerprint hashes every part's weights under its position
+normalisation and any weight other than 1), the weight fingerprint hashes every part's weights under its position
 (``members.0.*``, ``members.1.*``), and the manifest's ``preprocess`` is every part's, in order.
 """
 from __future__ import annotations
@@ -42,9 +44,12 @@ def averaged_name(name: str, modes: Sequence[str]) -> str:
     return f"{name}+averaged({','.join(modes)})"
 
 
-def concat_name(names: Sequence[str], normalize: bool) -> str:
-    """``concat_l2(efficientnet_lite0,efficientnet_lite2)`` (``concat(...)``: raw features), in member order."""
-    return f"{'concat_l2' if normalize else 'concat'}({','.join(names)})"
+def concat_name(names: Sequence[str], normalize: bool, weights: Sequence[float] | None = None) -> str:
+    """``concat_l2(efficientnet_lite0,efficientnet_lite2)`` (``concat(...)``: raw features), in member order;
+    a member weighted other than 1 carries its weight: ``efficientnet_lite2*0.5``."""
+    weights = list(weights) if weights is not None else [1.0] * len(names)
+    parts = [n if w == 1 else f"{n}*{w:g}" for n, w in zip(names, weights)]
+    return f"{'concat_l2' if normalize else 'concat'}({','.join(parts)})"
 
 
 Part = Union[Preprocess, "PackedPreprocess"]
@@ -154,13 +159,16 @@ class AveragedViewsTower(_Composite):
 
 
 class ConcatImageTower(_Composite):
-    """concat over members m of [L2-normalised] m(view_m(image)): (B, N) packed pixels -> (B, sum D_m)."""
+    """concat over members m of w_m * [L2-normalised] m(view_m(image)): (B, N) packed pixels -> (B, sum D_m)."""
 
-    def __init__(self, members: Sequence[ImageTower], normalize: bool = True):
+    def __init__(self, members: Sequence[ImageTower], normalize: bool = True, weights: Sequence[float] | None = None):
         super().__init__()
         self.members = nn.ModuleList(members)  # state names members.0.*, members.1.*: order is in the fingerprint
         self.normalize = normalize
-        self.name = concat_name([m.name for m in members], normalize)
+        self.weights = [float(w) for w in weights] if weights is not None else [1.0] * len(members)
+        if len(self.weights) != len(members):
+            raise ValueError(f"{len(self.weights)} weights for {len(members)} towers")
+        self.name = concat_name([m.name for m in members], normalize, self.weights)
         self.embed_dim = sum(m.embed_dim for m in members)
         self.preprocess = PackedPreprocess(tuple(m.preprocess for m in members), "concat")
         self.set_lock("L")
@@ -169,4 +177,5 @@ class ConcatImageTower(_Composite):
         out = [m.features(x) for m, x in zip(self.members, self.preprocess.split(pixels))]  # each (B, D_m)
         if self.normalize:
             out = [F.normalize(f, dim=-1) for f in out]
+        out = [f if w == 1 else f * w for f, w in zip(out, self.weights)]
         return torch.cat(out, dim=-1)  # (B, D_1 + ... + D_k)

@@ -35,6 +35,9 @@ class ImageMemberConfig:
     crop_pct: Optional[float] = None  # None: model.image.crop_pct (else the tower's own)
     resize_mode: Optional[str] = None  # shortest | squash | border; None: model.image.resize_mode (else the tower's own)
     interpolation: Optional[str] = None  # None: model.image.interpolation (else the tower's own)
+    # Scales this member's (L2-normalised) features against model.image's, which count 1: its share of
+    # the text side's cosine, w^2 / (1 + w^2) of the squared norm. Part of the tower's name (the caches' identity).
+    weight: float = 1.0
 
 
 @dataclass
@@ -83,7 +86,11 @@ class ImageTowerConfig:
         names = [pooled_name(m.name, m.pooling) for m in self.members()]
         if len(self.averaged_views) > 1:
             names = [averaged_name(n, self.averaged_views) for n in names]
-        return concat_name(names, self.concat_normalize) if self.concat else names[0]
+        return concat_name(names, self.concat_normalize, self.concat_weights()) if self.concat else names[0]
+
+    def concat_weights(self) -> list[float]:
+        """Each member's weight in the concatenation: 1 for this tower, then ``concat``'s own."""
+        return [1.0] + [float(m.weight) for m in self.concat]
 
     def build(self) -> ImageTower:
         self._check_composite()
@@ -99,7 +106,8 @@ class ImageTowerConfig:
         if self.concat:
             for i, t in enumerate(towers):
                 packable(t, self._key(i, "name") + f"={members[i].name!r}")
-        tower = ConcatImageTower(towers, normalize=self.concat_normalize) if self.concat else towers[0]
+        tower = (ConcatImageTower(towers, normalize=self.concat_normalize, weights=self.concat_weights())
+                 if self.concat else towers[0])
         tower.cache_precision = resolve_cache_precision(self.cache_precision, self.lock)
         return tower
 
@@ -141,6 +149,10 @@ class ImageTowerConfig:
             if used and self.lock != "L":
                 raise ValueError(f"model.image.{key} makes one locked tower whose features are cached; it needs "
                                  f"model.image.lock=L (got '{self.lock}')")
+        for j, m in enumerate(self.concat):
+            if isinstance(m.weight, bool) or not isinstance(m.weight, (int, float)) or not 0 < m.weight <= 100:
+                raise ValueError(f"model.image.concat[{j}].weight={m.weight!r} must be a number in (0, 100]: "
+                                 "it scales that tower's features against model.image's (1)")
         views = self.averaged_views
         for j, v in enumerate(views):
             if v not in RESIZE_MODES:

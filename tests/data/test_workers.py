@@ -74,7 +74,8 @@ def test_every_loader_in_the_package_starts_its_workers_this_way():
     def spread(c):  # the **loader_workers(...) keyword
         return [k for k in c.keywords if k.arg is None and getattr(k.value.func, "id", None) == "loader_workers"]
 
-    assert [f"{p}:{c.lineno}" for p, c in calls if not spread(c) or any(k.arg == "num_workers" for k in c.keywords)] == []
+    bypass = [f"{p}:{c.lineno}" for p, c in calls if not spread(c) or any(k.arg == "num_workers" for k in c.keywords)]
+    assert bypass == []
 
 
 GUARDED = '''

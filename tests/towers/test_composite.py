@@ -192,3 +192,34 @@ def test_members_and_views_from_a_config_file_and_overrides(tmp_path):
     assert [m.crop_pct for m in image.members()] == [1.0, 1.0] and image.averaged_views == MODES
     assert image.tower_name() == ("concat_l2(efficientnet_lite0+averaged(shortest,squash,border),"
                                   "efficientnet_lite2+averaged(shortest,squash,border))")
+
+
+def test_a_members_weight_scales_its_normalised_features_and_is_in_the_name(images, tmp_path):
+    plain = cfg(concat=[VIT]).build()
+    half = cfg(concat=[replace(VIT, weight=0.5)]).build()
+    assert half.name == "concat_l2(timm:test_resnet,timm:test_vit*0.5)"
+    assert cfg(concat=[replace(VIT, weight=0.5)]).tower_name() == half.name
+    assert half.fingerprint() == plain.fingerprint()  # the same weights; the name keeps the caches apart
+    assert auto_cache_dir(tmp_path, "a.csv", half, 0, "c0ffee") != auto_cache_dir(tmp_path, "a.csv", plain, 0, "c0ffee")
+    p, h = run(plain, images), run(half, images)
+    assert torch.equal(h[:, :96], p[:, :96]) and torch.equal(h[:, 96:], p[:, 96:] * 0.5)
+    # the cosine with a text embedding split the same way weighs the members 1 : w^2
+    t = F.normalize(torch.randn(3, 160), dim=-1)
+    ca, cb = (F.normalize(t[:, :96], dim=-1) * F.normalize(p[:, :96], dim=-1)).sum(-1), \
+        (F.normalize(t[:, 96:], dim=-1) * F.normalize(p[:, 96:], dim=-1)).sum(-1)
+    t_split = torch.cat([F.normalize(t[:, :96], dim=-1), 0.5 * F.normalize(t[:, 96:], dim=-1)], dim=-1)
+    got = F.cosine_similarity(t_split, h, dim=-1)
+    assert torch.allclose(got, (ca + 0.25 * cb) / 1.25, atol=1e-6)
+    assert cfg(concat=[replace(VIT, weight=1.0)]).build().name == plain.name  # weight 1: the old name and caches
+
+
+@pytest.mark.parametrize("weight", [0, -1, 101, float("nan"), "half", True])
+def test_a_weight_outside_its_range_is_refused_naming_the_key(weight):
+    with pytest.raises(ValueError, match=r"model\.image\.concat\[0\]\.weight=.* must be a number in \(0, 100\]"):
+        cfg(concat=[replace(VIT, weight=weight)]).build()
+
+
+def test_a_weight_from_a_config_override():
+    image = load_config(None, ["model.image.concat=[{name: efficientnet_lite2, weight: 0.7}]"]).model.image
+    assert image.concat_weights() == [1.0, 0.7]
+    assert image.tower_name() == "concat_l2(efficientnet_lite0,efficientnet_lite2*0.7)"
