@@ -45,6 +45,21 @@ def test_towers_table(capsys):
         assert f"  {name} " in out
     assert "1280" in out and "384" in out
     assert "preprocess: 224px, shortest, crop 0.875, bicubic, mean (0.5, 0.5, 0.5)" in out
+    # the composite image towers are listed by their config keys, between the image and the text towers
+    made = out.index("image towers made of the above")
+    assert out.index("efficientnet_lite2") < made < out.index("text towers:")
+    assert "model.image.concat: [{name: efficientnet_lite2, weight: 1.0}]" in out
+    assert "model.image.averaged_views: [shortest, squash, border]" in out
+
+
+def test_every_composite_key_listed_is_a_config_key():
+    from littune.config import load_config
+    from littune.towers.describe import COMPOSITES
+
+    for c in COMPOSITES:
+        field = c["key"].rsplit(".", 1)[1]
+        image = load_config(None, [f"{c['key']}={c['example']}"]).model.image
+        assert getattr(image, field), c["key"]
 
 
 def test_unknown_command_and_option_exit_2(capsys):
@@ -63,3 +78,11 @@ def test_towers_json_as_a_real_command():
     res = subprocess.run([*cmd, "towers", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     _check_listing(json.loads(res.stdout))
+
+
+def test_the_towers_page_shows_what_littune_towers_prints(capsys):
+    assert main(["towers"]) == 0
+    out = capsys.readouterr().out
+    page = (REPO / "docs" / "towers.md").read_text()
+    start = page.index("$ littune towers\n") + len("$ littune towers\n")
+    assert page[start:page.index("```", start)] == out

@@ -14,6 +14,20 @@ FAMILY_NOTES = {
 }
 
 
+# Image towers made of registered ones (towers/composite.py): config keys, not registry names.
+COMPOSITES = [
+    {"key": "model.image.concat",
+     "example": "[{name: efficientnet_lite2, weight: 1.0}]",
+     "embed_dim": "sum of the members'",
+     "description": "several locked towers as one, each on its own preprocessing, "
+                    "L2-normalised, weighted and joined in order (docs/towers.md)"},
+    {"key": "model.image.averaged_views",
+     "example": "[shortest, squash, border]",
+     "embed_dim": "the tower's",
+     "description": "one locked tower's features averaged over fixed views of each image (docs/towers.md)"},
+]
+
+
 def describe_registered(image: list[dict[str, Any]], text: list[dict[str, Any]]) -> dict[str, Any]:
     out_image = [dict(t) for t in image]
     for t in out_image:
@@ -22,7 +36,7 @@ def describe_registered(image: list[dict[str, Any]], text: list[dict[str, Any]])
     out_text = [dict(t) for t in text]
     for t in out_text:
         t.setdefault("embed_dim", {"scratch": "width (default 256)", "hf:*": "config.hidden_size"}.get(t["name"]))
-    return {"image": out_image, "text": out_text}
+    return {"image": out_image, "image_composites": [dict(c) for c in COMPOSITES], "text": out_text}
 
 
 def format_preprocess(pre: Any) -> str:
