@@ -80,7 +80,10 @@ class SoftmaxLoss(ContrastiveLoss):
         b = self.blocks(img, txt)
         labels = b.offset + torch.arange(b.rows_img.shape[0], device=img.device)  # positives' columns
         img_to_txt = scale * b.rows_img @ b.all_txt.T  # (r, n): this process's images vs all texts
-        txt_to_img = scale * b.rows_txt @ b.all_img.T  # (r, n): this process's texts vs all images
+        if b.rows_img is b.all_img and b.rows_txt is b.all_txt:  # every row here: one (n, n) matrix
+            txt_to_img = img_to_txt.T  # serves both ways, half the matrix products forward and backward
+        else:
+            txt_to_img = scale * b.rows_txt @ b.all_img.T  # (r, n): this process's texts vs all images
         ce = F.cross_entropy(img_to_txt, labels, reduction="sum") + F.cross_entropy(txt_to_img, labels, reduction="sum")
         return ce / (2 * b.norm)
 
