@@ -3,6 +3,7 @@ caches), then the same command again warm, each timed as `make demo` prints it.
 
     python benchmarks/bench_demo.py              # cold (install + embed + train + evaluate), then warm
     python benchmarks/bench_demo.py --no-install # reuse .venv: the cold run embeds, but installs nothing
+    python benchmarks/bench_demo.py --no-install --variant warm-venv-epyc  # another machine: its own file
 
 The cold run installs into a new virtual environment under --work (`make demo VENV=...`, as on a
 fresh clone: pip from this machine's package sources) and points the caches at an empty folder
@@ -59,6 +60,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-install", action="store_true", help="use the project's .venv (no install is timed)")
     ap.add_argument("--work", default=None, help="scratch folder for the new venv and caches (default: temporary)")
+    ap.add_argument("--variant", default=None,
+                    help="results file suffix (default: warm-venv with --no-install, else none): another machine's "
+                         "run beside the README's, e.g. --variant warm-venv-epyc")
     a = ap.parse_args()
     data = SHARED  # where `make demo` reads its data
     if not (data / "flickr8k").is_dir() or not (data / "flowers").is_dir():
@@ -86,7 +90,7 @@ def main() -> None:
                    f"{r['flowers_zeroshot_top1']:.3f} / {r['flowers_probe_top1']:.3f}",
                    f"bar {BARS['flowers_zeroshot_top1']}")]
     print_table(f"bench_demo ({os.cpu_count()} cpus, install {'timed' if not a.no_install else 'not timed'})", table)
-    print_json(figures, variant="warm-venv" if a.no_install else "")
+    print_json(figures, variant=a.variant if a.variant is not None else ("warm-venv" if a.no_install else ""))
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
 
