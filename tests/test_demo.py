@@ -74,7 +74,8 @@ def test_the_table_names_runs_as_typed_from_the_working_folder(tmp_path, monkeyp
 
 def test_the_default_demo_is_minilms_recipe_with_mpnet_and_lite0_lite2(tmp_path):
     """`littune demo` (mpnet, demo.yaml) is the former default (`--text minilm`, demo_minilm.yaml) with
-    the mpnet study's winning towers and nothing else: MPNet and Lite0 + Lite2, cached in bf16 where native."""
+    the mpnet study's winning towers and the loss study's loss, and nothing else: MPNet and Lite0 + Lite2,
+    cached in bf16 where native, and the sigmoid loss from a logit bias of -15."""
     import dataclasses
 
     from littune.demo import DemoOptions, demo_config
@@ -85,10 +86,12 @@ def test_the_default_demo_is_minilms_recipe_with_mpnet_and_lite0_lite2(tmp_path)
     assert base.model.text.name == "minilm" and not base.model.image.concat
     assert (mp.model.text.name, mp.model.text.cache_precision, mp.model.image.cache_precision) == ("mpnet", "auto", "auto")
     assert [m.name for m in mp.model.image.concat] == ["efficientnet_lite2"] and mp.model.image.concat_normalize
+    assert (base.train.loss, mp.train.loss, mp.model.init_bias) == ("softmax", "sigmoid", -15.0)
     a, b = dataclasses.asdict(base), dataclasses.asdict(mp)
     for d in (a, b):
         d.pop("name"), d["model"]["text"].pop("name"), d["model"]["text"].pop("cache_precision")
         d["model"]["image"].pop("concat"), d["model"]["image"].pop("cache_precision")
+        d["train"].pop("loss"), d["model"].pop("init_bias")
     assert a == b
     with pytest.raises(ValueError, match="mpnet, minilm, scratch"):
         demo_config(tmp_path, tmp_path / "run", "bert", False, None, None, splits)
