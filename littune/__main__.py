@@ -3,4 +3,5 @@ import sys
 
 from littune.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: loader workers start from a fork server, which re-imports this module
+    sys.exit(main())

@@ -41,13 +41,18 @@ def _unguarded_script(path: str) -> bool:
         return "__name__" in test and "__main__" in test
 
     def is_definition(node: ast.stmt) -> bool:
-        if isinstance(node, ast.Expr):  # docstrings and other bare constants
-            return isinstance(node.value, ast.Constant)
+        if isinstance(node, ast.Expr):  # docstrings and other bare constants; sys.path set-up before imports
+            return isinstance(node.value, ast.Constant) or _sets_path(node.value)
         return isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
                                  ast.Assign, ast.AnnAssign))
 
     body = [n for n in tree.body if not is_guard(n)]
     return any(not is_definition(n) or _calls(n) for n in body)
+
+
+def _sets_path(value: ast.expr) -> bool:
+    """``sys.path.insert(...)`` / ``sys.path.append(...)``: a script making its own modules importable."""
+    return isinstance(value, ast.Call) and ast.unparse(value.func) in ("sys.path.insert", "sys.path.append")
 
 
 def _calls(node: ast.stmt) -> bool:

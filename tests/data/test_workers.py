@@ -126,8 +126,17 @@ def test_what_counts_as_code_at_a_scripts_top_level(tmp_path):
              'import os\nos.getcwd()\n': True,
              'import glob\nFILES = sorted(glob.glob("*"))\n': True,
              'for i in range(3):\n    pass\n': True,
+             'import sys\nsys.path.insert(0, "benchmarks")\nfrom common import REPO\n': False,
+             'import sys\nsys.path.append("x")\nsys.stdout.write("hi")\n': True,
              'def broken(:\n': False}
     for i, (source, unguarded) in enumerate(cases.items()):
         path = tmp_path / f"s{i}.py"
         path.write_text(source)
         assert workers._unguarded_script(str(path)) is unguarded, source
+
+
+def test_python_dash_m_littune_is_a_guarded_main_script():
+    """``python -m littune study ...`` (the study runner's way in) starts its workers from a fork server."""
+    import littune.__main__ as entry
+
+    assert workers._unguarded_script(entry.__file__) is False
