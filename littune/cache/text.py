@@ -253,19 +253,24 @@ def finish_shards(out: Path, manifest: TextManifest, shards: list[int]) -> None:
 
 
 def _embed_texts(run, tower, texts: list[str], opts: TextEmbedOptions, bar) -> np.ndarray:
-    """(n,) texts -> (n, D) features, in length-sorted batches (little padding), back in order."""
-    tok = tower.tokenizer(texts)  # (n, T) padded to the longest text
+    """(n,) texts -> (n, D) features, in length-sorted batches (little padding), back in order. A text
+    that repeats (a caption two images share) is embedded once and its row copied."""
+    row_of: dict[str, int] = {}
+    inverse = np.array([row_of.setdefault(t, len(row_of)) for t in texts], np.int64)  # (n,) -> unique row
+    unique = list(row_of)
+    repeats = np.bincount(inverse, minlength=len(unique))  # (u,) texts each unique row stands for
+    tok = tower.tokenizer(unique)  # (u, T) padded to the longest text
     ids, mask = tok["input_ids"].long(), tok["attention_mask"].long()
     lengths = mask.sum(1)
     order = torch.argsort(lengths, stable=True)
-    out = np.empty((len(texts), tower.embed_dim), np.float32)
-    for i in range(0, len(texts), opts.batch_size):
+    out = np.empty((len(unique), tower.embed_dim), np.float32)
+    for i in range(0, len(unique), opts.batch_size):
         idx = order[i:i + opts.batch_size]
         L = int(lengths[idx].max())  # right padding: the first L positions hold every token
         out[idx.numpy()] = run(ids[idx, :L].numpy(), mask[idx, :L].numpy())
         if bar is not None:
-            bar.update(len(idx))
-    return out
+            bar.update(int(repeats[idx.numpy()].sum()))
+    return out[inverse]
 
 
 def embed_texts(texts: Sequence[str], tower, out: str | Path, opts: TextEmbedOptions | None = None) -> "TextCache":

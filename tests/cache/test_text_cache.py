@@ -84,3 +84,22 @@ def test_a_killed_text_cache_resumes_its_missing_shards_only(tmp_path, bert, mon
     resumed = ensure_text_cache(TEXTS, tower, tmp_path / "tc", _opts())
     assert calls == [16, 2]  # shards 2 and 3 only
     assert torch.equal(resumed.all(), full)
+
+
+def test_a_repeated_text_is_embedded_once_and_every_copy_gets_its_row(tmp_path, bert, monkeypatch):
+    """Captions two images share (and class-name captions, many images each) run through the tower once."""
+    tower = _tower(bert)
+    texts = [TEXTS[i % 7] for i in range(30)]  # 7 distinct texts, each 4-5 times, interleaved
+    seen = []
+    real = tower.tokenizer.__class__.__call__
+    monkeypatch.setattr(tower.tokenizer.__class__, "__call__", lambda self, t, *a, **k: seen.append(list(t)) or real(self, t, *a, **k))
+    cache = embed_texts(texts, tower, tmp_path / "tc", _opts(shard_size=50))
+    ours = [call for call in seen if set(call) & set(TEXTS)]  # (the engine's own self-check tokenizes too)
+    assert ours == [TEXTS[:7]]  # each distinct text tokenized (and embedded) once, in first-seen order
+    got = cache.all()
+    assert got.shape == (30, 32)
+    for i in range(30):
+        assert torch.equal(got[i], got[i % 7])
+    with torch.no_grad():
+        direct = tower(tower.tokenizer(TEXTS[:7]))
+    torch.testing.assert_close(got[:7], direct, rtol=1e-5, atol=1e-5)
