@@ -74,6 +74,16 @@ class OptimConfig:
 
 
 @dataclass
+class AnchorConfig:
+    """Class anchors (littune/train/anchors.py): prompts of the locked image tower's own classes (its
+    ImageNet-1k classifier) pulled toward that classifier's weight directions, beside the contrastive loss."""
+    weight: float = 0.0  # the anchor loss' weight in the total loss (0: off)
+    classes: int = 128  # classes drawn per step (of the classifier's 1,000)
+    scale: float = 30.0  # the fixed temperature of the anchor logits
+    templates: str = "single"  # prompt templates (a built-in set or a file, as evals take them): one prompt a class
+
+
+@dataclass
 class TrainConfig:
     out_dir: str = "runs/lit"
     steps: int = 1000
@@ -97,6 +107,7 @@ class TrainConfig:
     # The last checkpoint keeps the trained weights, model.safetensors the mix (littune/towers/tuning.py).
     interpolate_alpha: Optional[float] = None
     mixup: float = 0.0  # latent mixup (FuseMix): Beta(a, a) coefficient per pair, shared by both sides (0: off)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
     init_from: Optional[str] = None  # a run folder to warm-start from (train/warm_start.py)
     init_parts: list[str] = field(default_factory=lambda: ["image_head", "text_head", "logit_scale", "logit_bias"])
     # torchrun: how long a process waits in one collective for the others before the run stops with an
@@ -175,9 +186,26 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.data.train is None and cfg.data.train_cache is None:
         raise ConfigError("data.train (a data source) or data.train_cache (an embedding cache) is required")
     check_prefix_config(cfg)
+    check_anchor_config(cfg)
     if cfg.model.text.dropout and cfg.model.text.name != "scratch":
         raise ConfigError(f"model.text.dropout applies to the scratch text tower only (model.text.name="
                           f"'{cfg.model.text.name}' keeps its own dropout); set it to 0")
+
+
+def check_anchor_config(cfg: ExperimentConfig) -> None:
+    """What class anchors need from the config (the image tower's classifier is checked once it is built)."""
+    a = cfg.train.anchors
+    if not a.weight:
+        return
+    key = f"train.anchors.weight={a.weight}"
+    if cfg.model.image.head != "none":
+        raise ConfigError(f"{key} aims class prompts at the image tower's classifier directions, which live in its "
+                          f"feature space: needs model.image.head=none (got '{cfg.model.image.head}')")
+    if cfg.model.text.lock != "L" or cfg.model.image.lock != "L" or not cfg.data.use_text_cache or not cfg.data.use_cache:
+        raise ConfigError(f"{key} reads the class prompts' features from a text cache: needs model.image.lock=L, "
+                          "model.text.lock=L, data.use_cache=true and data.use_text_cache=true")
+    if cfg.train.grad_cache_chunk:
+        raise ConfigError(f"{key} adds a loss the gradient cache's chunks do not carry: set train.grad_cache_chunk=0")
 
 
 def check_prefix_config(cfg: ExperimentConfig) -> None:

@@ -39,6 +39,8 @@ RANGES: dict[str, tuple[Bound, Bound]] = {
     "train.log_every": (1, BIG), "train.eval_every": (0, BIG), "train.ckpt_every": (0, BIG),
     "train.keep_checkpoints": (0, 10_000), "train.threads": (0, 4096), "train.grad_cache_chunk": (0, 2**30),
     "train.interpolate_alpha": (0.0, 1.0), "train.mixup": (0.0, 1e6),
+    "train.anchors.weight": (0.0, 1e6), "train.anchors.classes": (2, 1_000_000),
+    "train.anchors.scale": (("open", 0.0), 1e6),
     "train.collective_timeout_s": (("open", 0.0), 7 * 86400.0),
     "data.views": (0, 64), "data.num_workers": (0, 256), "data.stream_buffer": (1, 10_000_000),
     "data.embed_batch_size": (1, WIDE), "data.shuffle_buffer": (0, 1_000_000),  # 0: off (uniform sampling)

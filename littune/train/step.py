@@ -43,7 +43,15 @@ class StepForward(nn.Module):
         self.model = model
 
     def forward(self, tokens=None, pixels=None, image_features=None, text_features=None, text_only: bool = False,
-                mix: tuple[torch.Tensor, torch.Tensor] | None = None):
+                mix: tuple[torch.Tensor, torch.Tensor] | None = None, anchor_features=None):
+        """``anchor_features`` (n, D_txt): class prompts' cached features (train/anchors.py), run through the
+        text head here too (so DDP sees their gradients) and returned last."""
+        out = self._pairs(tokens, pixels, image_features, text_features, text_only, mix)
+        if anchor_features is None:
+            return out
+        return (*out, self.model.encode_text_features(anchor_features))
+
+    def _pairs(self, tokens, pixels, image_features, text_features, text_only, mix):
         m = self.model
         scale, bias = m.logit_scale.exp(), m.logit_bias
         if mix is None:
@@ -90,12 +98,16 @@ def _set_rng_state(state) -> None:
 
 
 def plain_step(fwd: nn.Module, loss_fn: Callable, text_kw: dict, image_kw: dict, bf16: bool,
-               mix: tuple | None = None) -> torch.Tensor:
-    """``text_kw``: {"tokens": ...} or {"text_features": ...}; ``image_kw``: pixels or image_features."""
+               mix: tuple | None = None, anchors: tuple | None = None) -> torch.Tensor:
+    """``text_kw``: {"tokens": ...} or {"text_features": ...}; ``image_kw``: pixels or image_features.
+    ``anchors``: (Anchors, its (features, targets) draw for this step): its loss is added."""
     device_type = next(iter(image_kw.values())).device.type
+    extra = {"anchor_features": anchors[1][0]} if anchors else {}
     with _autocast(bf16, device_type):
-        img, txt, scale, bias = fwd(**text_kw, **image_kw, mix=mix)
+        img, txt, scale, bias, *anc = fwd(**text_kw, **image_kw, mix=mix, **extra)
     loss = loss_fn(img.float(), txt.float(), scale.float(), bias.float())
+    if anchors:
+        loss = loss + anchors[0].loss(anc[0], anchors[1][1])
     _check(loss)
     loss.backward()
     return loss.detach()
