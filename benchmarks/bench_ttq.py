@@ -45,12 +45,13 @@ BASE = ["model.image.name=efficientnet_lite0", "model.image.lock=L", "model.imag
         "model.init_temperature=30", "train.precision=auto", "optim.lr=0.001", "optim.weight_decay=0.0001"]
 LL = ["model.text.lock=L", "train.batch_size=1024", "optim.warmup_steps=50"]
 MLP = ["model.text.head=mlp", "model.text.head_bias=false"]
-DEMO = "demo default: Lite0+Lite2, MPNet, LL + MLP head + mixup, sigmoid loss"  # demo.yaml, spelled out
+DEMO = "demo default: Lite0+Lite2, MPNet, LL + MLP head + mixup, sigmoid loss, class anchors"  # demo.yaml, spelled out
 DEMO_TOWERS = ["model.image.concat=[{name: efficientnet_lite2}]", "model.image.cache_precision=auto",
                "model.text.name=mpnet", "model.text.cache_precision=auto"]
 MINILM_DEMO = "former demo: Lite0, MiniLM, LL + MLP head + mixup"  # demo_minilm.yaml
 RECIPES: dict[str, list[tuple[int, list[str]]]] = {
-    DEMO: [(300, [*LL, *MLP, *DEMO_TOWERS, "train.mixup=1.0", "train.loss=sigmoid", "model.init_bias=-15.0"])],
+    DEMO: [(300, [*LL, *MLP, *DEMO_TOWERS, "train.mixup=1.0", "train.loss=sigmoid", "model.init_bias=-15.0",
+                 "train.anchors.weight=1.0", "train.anchors.classes=128", "train.anchors.templates=single"])],
     MINILM_DEMO: [(300, [*LL, *MLP, "train.mixup=1.0"])],
     "previous default (MiniLM top 3 layers tuned)": [(500, [
         "model.text.lock=U", "model.text.locked_blocks=4", "model.text.lr_mult=0.3", "train.batch_size=256",

@@ -21,5 +21,6 @@ def test_demo_recipe_in_bench_ttq_is_the_demo_config():
     assert demo.model.text.name == "mpnet" and demo.model.image.concat  # the default, not demo_minilm.yaml
     assert dataclasses.asdict(ours.model) == dataclasses.asdict(demo.model)
     assert dataclasses.asdict(ours.optim) == dataclasses.asdict(demo.optim)
+    assert dataclasses.asdict(ours.train.anchors) == dataclasses.asdict(demo.train.anchors)
     for key in ("steps", "batch_size", "mixup", "loss", "precision"):
         assert getattr(ours.train, key) == getattr(demo.train, key), key

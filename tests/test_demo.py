@@ -74,8 +74,9 @@ def test_the_table_names_runs_as_typed_from_the_working_folder(tmp_path, monkeyp
 
 def test_the_default_demo_is_minilms_recipe_with_mpnet_and_lite0_lite2(tmp_path):
     """`littune demo` (mpnet, demo.yaml) is the former default (`--text minilm`, demo_minilm.yaml) with
-    the mpnet study's winning towers and the loss study's loss, and nothing else: MPNet and Lite0 + Lite2,
-    cached in bf16 where native, and the sigmoid loss from a logit bias of -15."""
+    the mpnet study's winning towers, the loss study's loss and the anchors studies' class anchors, and
+    nothing else: MPNet and Lite0 + Lite2, cached in bf16 where native, the sigmoid loss from a logit bias
+    of -15, and class anchors of weight 1 (128 classes a step, one template)."""
     import dataclasses
 
     from littune.demo import DemoOptions, demo_config
@@ -87,11 +88,13 @@ def test_the_default_demo_is_minilms_recipe_with_mpnet_and_lite0_lite2(tmp_path)
     assert (mp.model.text.name, mp.model.text.cache_precision, mp.model.image.cache_precision) == ("mpnet", "auto", "auto")
     assert [m.name for m in mp.model.image.concat] == ["efficientnet_lite2"] and mp.model.image.concat_normalize
     assert (base.train.loss, mp.train.loss, mp.model.init_bias) == ("softmax", "sigmoid", -15.0)
+    assert (base.train.anchors.weight, mp.train.anchors.weight) == (0.0, 1.0)
+    assert (mp.train.anchors.classes, mp.train.anchors.templates) == (128, "single")
     a, b = dataclasses.asdict(base), dataclasses.asdict(mp)
     for d in (a, b):
         d.pop("name"), d["model"]["text"].pop("name"), d["model"]["text"].pop("cache_precision")
         d["model"]["image"].pop("concat"), d["model"]["image"].pop("cache_precision")
-        d["train"].pop("loss"), d["model"].pop("init_bias")
+        d["train"].pop("loss"), d["model"].pop("init_bias"), d["train"].pop("anchors")
     assert a == b
     with pytest.raises(ValueError, match="mpnet, minilm, scratch"):
         demo_config(tmp_path, tmp_path / "run", "bert", False, None, None, splits)
