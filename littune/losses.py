@@ -79,11 +79,13 @@ class SoftmaxLoss(ContrastiveLoss):
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         b = self.blocks(img, txt)
         labels = b.offset + torch.arange(b.rows_img.shape[0], device=img.device)  # positives' columns
-        img_to_txt = scale * b.rows_img @ b.all_txt.T  # (r, n): this process's images vs all texts
+        # scale * (x @ y.T), not (scale * x) @ y.T: with a locked image side and no image head the images
+        # need no gradient, and the product's backward then skips a whole (r, n) x (n, E) matrix product
+        img_to_txt = scale * (b.rows_img @ b.all_txt.T)  # (r, n): this process's images vs all texts
         if b.rows_img is b.all_img and b.rows_txt is b.all_txt:  # every row here: one (n, n) matrix
             txt_to_img = img_to_txt.T  # serves both ways, half the matrix products forward and backward
         else:
-            txt_to_img = scale * b.rows_txt @ b.all_img.T  # (r, n): this process's texts vs all images
+            txt_to_img = scale * (b.rows_txt @ b.all_img.T)  # (r, n): this process's texts vs all images
         ce = F.cross_entropy(img_to_txt, labels, reduction="sum") + F.cross_entropy(txt_to_img, labels, reduction="sum")
         return ce / (2 * b.norm)
 
@@ -92,7 +94,7 @@ def sigmoid_block(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bia
                   first_positive: int | None) -> torch.Tensor:
     """Σ_ij -log σ(z_ij (s·x_i·y_j + b)) over one block: img (r, E) against txt (c, E); z = +1 on the
     pairs (i, first_positive + i), -1 elsewhere (``first_positive=None``: the block holds no pair)."""
-    logits = scale * img @ txt.T + (0.0 if bias is None else bias)  # (r, c)
+    logits = scale * (img @ txt.T) + (0.0 if bias is None else bias)  # (r, c); the scale after the product (SoftmaxLoss)
     z = -torch.ones_like(logits)
     if first_positive is not None:
         i = torch.arange(img.shape[0], device=img.device)

@@ -74,7 +74,7 @@ class Anchors:
 
     def loss(self, prompts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Symmetric cross-entropy of (n, E) prompt embeddings against their (n, E) targets, times ``weight``."""
-        logits = self.scale * F.normalize(prompts.float(), dim=-1) @ targets.T  # (n, n)
+        logits = self.scale * (F.normalize(prompts.float(), dim=-1) @ targets.T)  # (n, n)
         y = torch.arange(len(logits), device=logits.device)
         return self.weight * 0.5 * (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y))
 
