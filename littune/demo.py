@@ -142,7 +142,7 @@ def embed_images(cfg: ExperimentConfig, specs: list[str], tower: ImageTower) -> 
 def run_demo(opts: DemoOptions) -> dict:
     from .evaluate.suite import EvalSuite
     from .runs import load_run
-    from .train import train
+    from .train import Trainer
 
     t0 = time.time()
     data = find_data(opts.data)
@@ -162,13 +162,14 @@ def run_demo(opts: DemoOptions) -> dict:
                  + [f"folder:{flowers / part}" for part in ("train", "test")], tower)
     phases["embed"] = time.time() - t
     t = time.time()
-    summary = train(cfg, image_tower=tower)  # embeds the captions first when the text tower is locked (a text cache)
+    trainer = Trainer(cfg, image_tower=tower)  # embeds the captions first when the text tower is locked (a text cache)
+    summary = trainer.fit()
     phases["embed"] += summary["setup_s"]
     phases["train"] = summary["train_s"]
     phases["evaluate"] = time.time() - t - summary["setup_s"] - summary["train_s"]  # dev evaluations, checkpoints
     point_latest(out, run_dir)
     t = time.time()
-    model, _ = load_run(run_dir, image_tower=tower)
+    model, _ = load_run(run_dir, image_tower=tower, text_tower=trainer.model.text)  # both towers built once
     names = run_dir / "flowers_classnames.csv"
     names.write_text("".join(f"{k},{v}\n" for k, v in FLOWER_NAMES.items()))
     suite = EvalSuite.from_evals(demo_evals(splits["test"], flowers, names), cfg.data.cache_root, opts.progress)

@@ -34,9 +34,12 @@ class ModelConfig:
     init_bias: float = -10.0  # SigLIP's start for the sigmoid loss' bias
     learn_temperature: bool = True
 
-    def build(self, image_tower: ImageTower | None = None, tokenizer: Any = None) -> "LiTModel":
+    def build(self, image_tower: ImageTower | None = None, tokenizer: Any = None,
+              text_tower: TextTower | None = None) -> "LiTModel":
+        """``image_tower`` / ``text_tower``: already built by the caller (the demo's evaluation reuses the
+        ones it trained with), else built from the config."""
         image = image_tower or self.image.build()
-        text = self.text.build(tokenizer=tokenizer)
+        text = text_tower or self.text.build(tokenizer=tokenizer)
         dim = self.embed_dim or image.embed_dim
         heads = {}
         for side, c, d_in in (("image", self.image, image.embed_dim), ("text", self.text, text.embed_dim)):

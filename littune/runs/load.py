@@ -30,9 +30,10 @@ def run_tokenizer(run: Path, cfg: ExperimentConfig) -> str | None:
 
 
 def load_run(path: str | Path, checkpoint: str | Path | None = None, check: bool = True,
-             image_tower: ImageTower | None = None) -> tuple[LiTModel, ExperimentConfig]:
+             image_tower: ImageTower | None = None, text_tower=None) -> tuple[LiTModel, ExperimentConfig]:
     """(model in eval mode, its experiment config). ``checkpoint``: a checkpoints/step_N folder;
-    ``image_tower``: the run's image tower already built (its fingerprint is checked like any other).
+    ``image_tower`` / ``text_tower``: the run's towers already built (their fingerprints are checked like
+    any other weights).
 
     Every weight group is checked against its recorded fingerprint; a mismatch raises WeightsError
     naming the group (``check=False``: load anyway, for ``littune verify`` to report)."""
@@ -47,6 +48,6 @@ def load_run(path: str | Path, checkpoint: str | Path | None = None, check: bool
             raise ValueError(f"{run} is an export: it has no checkpoints to choose from")
         return load_export(run, check=check)
     cfg = load_config(run / CONFIG_FILE)
-    model = cfg.model.build(image_tower, tokenizer=run_tokenizer(run, cfg))
+    model = cfg.model.build(image_tower, tokenizer=run_tokenizer(run, cfg), text_tower=text_tower)
     load_model_weights(model, Path(checkpoint) if checkpoint else run, check=check)
     return model.eval(), cfg

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from littune.towers.config import ImageTowerConfig
+from littune.towers.config import ImageTowerConfig, TextTowerConfig
 from littune.runs import load_run
-from littune.train import load_config, train
+from littune.train import Trainer, load_config, train
 
 from tests.cache.tiny_data import make_dataset, model_overrides, save_tokenizer, save_tower_weights
 
@@ -24,9 +24,17 @@ def test_training_and_loading_reuse_the_given_tower(tmp_path, monkeypatch):
     original = ImageTowerConfig.build
     monkeypatch.setattr(ImageTowerConfig, "build", lambda self: builds.append(self.name) or original(self))
 
-    train(cfg, image_tower=tower)
+    trainer = Trainer(cfg, image_tower=tower)
+    trainer.fit()
+    text_builds = []
+    original_text = TextTowerConfig.build
+    monkeypatch.setattr(TextTowerConfig, "build", lambda self, **kw: text_builds.append(self.name) or original_text(self, **kw))
     model, _ = load_run(tmp_path / "run", image_tower=tower)  # its fingerprint is checked as usual
-    assert builds == [] and model.image is tower
+    assert builds == [] and model.image is tower and len(text_builds) == 1
+    # The demo evaluates with the text tower it trained with too: built once, its weights checked as ever.
+    again, _ = load_run(tmp_path / "run", image_tower=tower, text_tower=trainer.model.text)
+    assert again.text is trainer.model.text and len(text_builds) == 1
+    assert again.fingerprints() == model.fingerprints()
 
     other = cfg.model.image.name
     cfg.model.image.name = "timm:resnet18"
