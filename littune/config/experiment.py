@@ -201,9 +201,10 @@ def check_anchor_config(cfg: ExperimentConfig) -> None:
     if cfg.model.image.head != "none":
         raise ConfigError(f"{key} aims class prompts at the image tower's classifier directions, which live in its "
                           f"feature space: needs model.image.head=none (got '{cfg.model.image.head}')")
-    if cfg.model.text.lock != "L" or cfg.model.image.lock != "L" or not cfg.data.use_text_cache or not cfg.data.use_cache:
+    d = cfg.data
+    if cfg.model.text.lock != "L" or cfg.model.image.lock != "L" or not d.use_text_cache or not d.use_cache or d.stream:
         raise ConfigError(f"{key} reads the class prompts' features from a text cache: needs model.image.lock=L, "
-                          "model.text.lock=L, data.use_cache=true and data.use_text_cache=true")
+                          "model.text.lock=L, data.use_cache=true, data.use_text_cache=true and data.stream=false")
     if cfg.train.grad_cache_chunk:
         raise ConfigError(f"{key} adds a loss the gradient cache's chunks do not carry: set train.grad_cache_chunk=0")
 

@@ -168,6 +168,7 @@ def test_a_run_with_anchors_embeds_the_prompts_once_and_trains_on_them(setup, tm
     (["model.image.head=linear"], r"train.anchors.weight=1.0 .* needs model.image.head=none"),
     (["model.text.lock=U"], r"train.anchors.weight=1.0 reads the class prompts' features from a text cache"),
     (["data.use_text_cache=false"], r"data.use_text_cache=true"),
+    (["data.stream=true"], r"data.stream=false"),
     (["train.anchors.classes=1"], r"train.anchors.classes"),
     (["train.anchors.scale=0"], r"train.anchors.scale"),
     (["train.anchors.weight=-1"], r"train.anchors.weight"),
