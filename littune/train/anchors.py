@@ -20,7 +20,6 @@ zero-shot 45.1% -> 47.5%, Flickr8k dev R@1 unchanged.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,9 @@ def classifier_targets(tower) -> torch.Tensor:
     for member, w in zip(members, weights):
         model = getattr(member, "model", None)
         fc = model.get_classifier() if hasattr(model, "get_classifier") else None
-        if not isinstance(fc, torch.nn.Linear) or fc.out_features != 1000 or fc.in_features != member.embed_dim:
+        pooled = getattr(member, "pooling", "default") == "default"  # the features the classifier reads
+        if not isinstance(fc, torch.nn.Linear) or fc.out_features != 1000 or fc.in_features != member.embed_dim \
+                or not pooled:
             raise ValueError(f"train.anchors needs the image tower's ImageNet-1k classifier on its pooled features; "
                              f"{member.name} has {'none' if not isinstance(fc, torch.nn.Linear) else tuple(fc.weight.shape)} "
                              "(a timm tower with its 1,000-class head, pooling default)")

@@ -46,6 +46,9 @@ def test_targets_score_an_image_as_the_members_classifiers_do():
 def test_a_tower_without_its_imagenet_classifier_or_with_raw_concat_features_is_refused():
     with pytest.raises(ValueError, match=r"ImageNet-1k classifier .* timm:test_resnet has \(10, 96\)"):
         classifier_targets(_tower(kwargs={"num_classes": 10}))
+    vit = ImageTowerConfig(name="timm:test_vit", pretrained=False, pooling="cls_mean", kwargs={"img_size": 48}).build()
+    with pytest.raises(ValueError, match=r"timm:test_vit\+cls_mean has \(1000, 64\)"):  # not what its head reads
+        classifier_targets(vit)
     with pytest.raises(ValueError, match="concat_normalize=true"):
         classifier_targets(_tower(concat=[VIT], concat_normalize=False))
 
