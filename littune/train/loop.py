@@ -137,12 +137,11 @@ class Trainer:
                 text_cache = open_text_cache(cfg.data, self.model.text, cache, progress=t.progress)
             keep_cache_manifest(self.run_dir, text_cache.folder, TEXT_CACHE_MANIFEST_FILE)
         self.anchors = None
-        if t.anchors.weight:  # the image tower's own classes, aimed at its classifier (train/anchors.py)
-            if not self.text_cached or self.streamed:
-                raise ConfigError(f"train.anchors.weight={t.anchors.weight} trains beside cached caption features: "
-                                  "needs both towers locked, data.use_text_cache=true and data.stream=false")
+        if t.anchors.weight:  # the image tower's own classes, aimed at its classifier (train/anchors.py); what
+            # they need of the config (locked, cached towers, no stream) was checked by validate()
             with torch.random.fork_rng(devices=[]):
-                self.anchors = build_anchors(cfg, self.model, cfg.data.cache_root, progress=t.progress and self.main)
+                self.anchors = build_anchors(cfg, self.model, cfg.data.cache_root, self.device,
+                                             progress=t.progress and self.main)
         prefix_cache = None
         if cfg.model.text.prefix_cache.k:  # the locked bottom of the text tower, run once per caption
             with torch.random.fork_rng(devices=[]):
@@ -228,8 +227,7 @@ class Trainer:
                 loss = grad_cache_step(self.forward, self.loss_fn, text_kw["tokens"], image_kw, t.grad_cache_chunk, bf16)
             else:
                 mix = mixup_draw(t.mixup, len(batch["captions"]), t.seed, self.step, self.rank, dev) if t.mixup else None
-                anchors = ((self.anchors, tuple(x.to(dev) for x in self.anchors.draw(self.step, self.rank)))
-                           if self.anchors else None)
+                anchors = (self.anchors, *self.anchors.draw(self.step, self.rank)) if self.anchors else None
                 loss = plain_step(self.forward, self.loss_fn, text_kw, image_kw, bf16, mix, anchors)
         except FloatingPointError as e:
             self._non_finite(str(e))

@@ -100,14 +100,14 @@ def _set_rng_state(state) -> None:
 def plain_step(fwd: nn.Module, loss_fn: Callable, text_kw: dict, image_kw: dict, bf16: bool,
                mix: tuple | None = None, anchors: tuple | None = None) -> torch.Tensor:
     """``text_kw``: {"tokens": ...} or {"text_features": ...}; ``image_kw``: pixels or image_features.
-    ``anchors``: (Anchors, its (features, targets) draw for this step): its loss is added."""
+    ``anchors``: (Anchors, features, targets) of this step's draw: their loss is added."""
     device_type = next(iter(image_kw.values())).device.type
-    extra = {"anchor_features": anchors[1][0]} if anchors else {}
+    extra = {"anchor_features": anchors[1]} if anchors else {}
     with _autocast(bf16, device_type):
         img, txt, scale, bias, *anc = fwd(**text_kw, **image_kw, mix=mix, **extra)
     loss = loss_fn(img.float(), txt.float(), scale.float(), bias.float())
     if anchors:
-        loss = loss + anchors[0].loss(anc[0], anchors[1][1])
+        loss = loss + anchors[0].loss(anc[0], anchors[2])
     _check(loss)
     loss.backward()
     return loss.detach()

@@ -119,7 +119,7 @@ def test_a_step_adds_the_anchor_loss_and_its_gradient_reaches_the_text_head():
         return loss, model.text_head.weight.grad.clone()
 
     plain, g_plain = step(None)
-    both, g_both = step((a, draw))
+    both, g_both = step((a, *draw))
     model = _Tiny()
     extra = a.loss(model.encode_text_features(draw[0]), draw[1])
     extra.backward()
@@ -165,6 +165,12 @@ def test_a_run_with_anchors_embeds_the_prompts_once_and_trains_on_them(setup, tm
     again = Trainer(_cfg(setup, tmp_path / "again", "train.anchors.weight=1.0", "train.anchors.templates=simple"))
     assert torch.equal(again.anchors.features, a.features)
     assert next(folder.rglob("*.npy")).stat().st_mtime_ns == stamp  # the prompts' cache reused, not rebuilt
+    # The same prompts read by the same tower with another context length: its own cache beside the first,
+    # as captions get one per tower identity (not a refusal of the first one's folder).
+    other = Trainer(_cfg(setup, tmp_path / "other", "train.anchors.weight=1.0", "train.anchors.templates=simple",
+                         "model.text.context_length=12"))
+    assert other.anchors.features.shape == a.features.shape
+    assert len(list(folder.glob("text/*/manifest.json"))) == 2
 
 
 @pytest.mark.parametrize("extra, match", [
