@@ -168,7 +168,9 @@ def _study_numbers(figures: dict) -> tuple[set[float], set[float]]:
                                            ("study-head_regularisation", "## Regularising the text head"),
                                            ("study-lite1", "## A smaller second image tower"),
                                            ("study-loss", "## The sigmoid loss"),
-                                           ("study-sigmoid_more", "## Around the sigmoid loss")])
+                                           ("study-sigmoid_more", "## Around the sigmoid loss"),
+                                           ("study-anchors", "## The image tower's own classes"),
+                                           ("study-anchors_more", "## Around the class anchors")])
 def test_study_readings_quote_their_results_files(name, heading):
     """Each three-decimal figure a study's reading quotes is one of its run's figures, or the gap
     between two settings on the same figure: rerunning a study without rereading it fails here."""
